@@ -1,0 +1,198 @@
+//! Node configuration: the flags of `acp-relay serve` / `acp-relay mcp`, their `ACP_*`
+//! environment equivalents, and every default in one place.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Default peer WebSocket port (the reference's).
+pub const DEFAULT_PORT: u16 = 7801;
+/// Default agent name (the reference's).
+pub const DEFAULT_NAME: &str = "ACP-Agent";
+/// Default largest frame / message body, 1 MiB (the reference's).
+pub const DEFAULT_MAX_MSG_SIZE: usize = 1024 * 1024;
+/// Default per-peer offline queue limit (the reference's).
+pub const DEFAULT_OFFLINE_QUEUE_LIMIT: usize = 100;
+
+/// Flags shared by every command that runs a node.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// Agent name shown to peers; also selects the data sub-directory.
+    #[arg(long, env = "ACP_NAME", default_value = DEFAULT_NAME)]
+    pub name: String,
+
+    /// Peer WebSocket port (0 = pick a free port).
+    #[arg(long, env = "ACP_PORT", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+
+    /// REST/SSE (and MCP) HTTP port; default peer port + 100, or a free port when --port is 0.
+    #[arg(long, env = "ACP_HTTP_PORT")]
+    pub http_port: Option<u16>,
+
+    /// Address the HTTP API binds to. Keep it on loopback unless you add a front proxy.
+    #[arg(long, env = "ACP_HTTP_HOST", default_value = "127.0.0.1")]
+    pub http_host: String,
+
+    /// Address the peer WebSocket binds to.
+    #[arg(long, env = "ACP_WS_HOST", default_value = "0.0.0.0")]
+    pub ws_host: String,
+
+    /// Host name or IP put into this node's acp:// link (default: the LAN address of the
+    /// default route, found without sending any packet, else 127.0.0.1).
+    #[arg(long, env = "ACP_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+
+    /// An acp:// link to dial at start-up (and to keep redialling).
+    #[arg(long, env = "ACP_JOIN")]
+    pub join: Option<String>,
+
+    /// Shared secret: sign outbound frames and verify inbound ones with HMAC-SHA256.
+    #[arg(long, env = "ACP_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+
+    /// Allowed clock skew, in seconds, for signed frames (replay window).
+    #[arg(long, env = "ACP_HMAC_WINDOW", default_value_t = 300)]
+    pub hmac_window: u64,
+
+    /// Accept frames with a wrong or missing signature (log only), like the reference.
+    #[arg(long, env = "ACP_HMAC_LENIENT", default_value_t = false)]
+    pub hmac_lenient: bool,
+
+    /// Largest accepted message / frame / HTTP body, in bytes.
+    #[arg(long, env = "ACP_MAX_MSG_SIZE", default_value_t = DEFAULT_MAX_MSG_SIZE)]
+    pub max_msg_size: usize,
+
+    /// Skills advertised in the AgentCard, comma-separated.
+    #[arg(long, env = "ACP_SKILLS")]
+    pub skills: Option<String>,
+
+    /// Where the node keeps its store and token (default: the platform data dir,
+    /// e.g. ~/.local/share/acp-relay/<name>).
+    #[arg(long, env = "ACP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Messages kept per disconnected peer before sends to it are refused.
+    #[arg(long, env = "ACP_OFFLINE_QUEUE_LIMIT", default_value_t = DEFAULT_OFFLINE_QUEUE_LIMIT)]
+    pub offline_queue_limit: usize,
+}
+
+/// Resolved configuration of one node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Agent name.
+    pub name: String,
+    /// Peer WebSocket bind address and port (port 0 = any).
+    pub ws_host: String,
+    /// Peer WebSocket port as asked (0 = any).
+    pub port: u16,
+    /// HTTP bind address.
+    pub http_host: String,
+    /// HTTP port as asked (0 = any).
+    pub http_port: u16,
+    /// Host for our link, if the user set one.
+    pub advertise_host: Option<String>,
+    /// Link to dial at start.
+    pub join: Option<String>,
+    /// HMAC secret.
+    pub secret: Option<String>,
+    /// Replay window, seconds.
+    pub hmac_window: u64,
+    /// Warn-only signature mode.
+    pub hmac_lenient: bool,
+    /// Size limit for messages, frames and bodies.
+    pub max_msg_size: usize,
+    /// Advertised skills.
+    pub skills: Vec<String>,
+    /// Directory holding `node.db`.
+    pub data_dir: PathBuf,
+    /// Per-peer offline queue limit.
+    pub offline_queue_limit: usize,
+}
+
+impl NodeArgs {
+    /// Applies defaults and derived values.
+    pub fn resolve(self) -> Result<Config, String> {
+        if self.name.trim().is_empty() || self.name.len() > 128 {
+            return Err("--name must be 1 to 128 characters".into());
+        }
+        if self.max_msg_size < 1024 {
+            return Err("--max-msg-size must be at least 1024 bytes".into());
+        }
+        let http_port = match self.http_port {
+            Some(p) => p,
+            None if self.port == 0 => 0,
+            None => self
+                .port
+                .checked_add(100)
+                .ok_or("--port too high to derive --http-port; set --http-port")?,
+        };
+        let data_dir = match self.data_dir {
+            Some(dir) => dir,
+            None => dirs::data_dir()
+                .or_else(|| dirs::home_dir().map(|h| h.join(".local/share")))
+                .ok_or("no platform data dir: set --data-dir")?
+                .join("acp-relay")
+                .join(sanitize(&self.name)),
+        };
+        let skills = self
+            .skills
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(Config {
+            name: self.name,
+            ws_host: self.ws_host,
+            port: self.port,
+            http_host: self.http_host,
+            http_port,
+            advertise_host: self.advertise_host,
+            join: self.join,
+            secret: self.secret.filter(|s| !s.is_empty()),
+            hmac_window: self.hmac_window,
+            hmac_lenient: self.hmac_lenient,
+            max_msg_size: self.max_msg_size,
+            skills,
+            data_dir,
+            offline_queue_limit: self.offline_queue_limit.max(1),
+        })
+    }
+}
+
+impl Config {
+    /// A config for tests and embedding: loopback everywhere, free ports, the given data dir.
+    pub fn ephemeral(name: &str, data_dir: PathBuf) -> Config {
+        Config {
+            name: name.to_owned(),
+            ws_host: "127.0.0.1".into(),
+            port: 0,
+            http_host: "127.0.0.1".into(),
+            http_port: 0,
+            advertise_host: Some("127.0.0.1".into()),
+            join: None,
+            secret: None,
+            hmac_window: 300,
+            hmac_lenient: false,
+            max_msg_size: DEFAULT_MAX_MSG_SIZE,
+            skills: Vec::new(),
+            data_dir,
+            offline_queue_limit: DEFAULT_OFFLINE_QUEUE_LIMIT,
+        }
+    }
+}
+
+/// Keeps a name usable as a directory name.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,124 @@
+//! Request parsing that turns every malformed input into a JSON 4xx: bodies (bad JSON, wrong
+//! top-level type, too large) and query strings (bad encodings, non-integers).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::node::error::{ErrorCode, NodeError};
+
+/// A node error as an HTTP response.
+#[derive(Debug)]
+pub struct ApiError(pub NodeError);
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(self.0.to_json())).into_response()
+    }
+}
+
+/// A JSON request body. Empty bodies read as `{}` (as in the reference).
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                NodeError::new(ErrorCode::MsgTooLarge, "request body too large")
+            } else {
+                NodeError::invalid(format!("cannot read request body: {rejection}"))
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(Value::Object(Default::default())));
+        }
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| NodeError::invalid(format!("Invalid JSON in request body: {e}")))?;
+        Ok(JsonBody(value))
+    }
+}
+
+/// A JSON object body: anything else is a 400.
+pub struct JsonObject(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBody(value) = JsonBody::from_request(req, state).await?;
+        if !value.is_object() {
+            return Err(ApiError(NodeError::invalid(format!(
+                "request body must be a JSON object, got {}",
+                crate::node::message::type_name(&value)
+            ))));
+        }
+        Ok(JsonObject(value))
+    }
+}
+
+/// Query parameters, decoded; a malformed query string is a 400.
+pub struct Params(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|e| NodeError::invalid(format!("malformed query string: {e}")))?;
+        Ok(Params(pairs.into_iter().collect()))
+    }
+}
+
+impl Params {
+    /// A string parameter (empty counts as absent).
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// A non-negative integer parameter; `err` is the reference's message for bad values.
+    pub fn uint(&self, key: &str, err: &str) -> Result<Option<usize>, ApiError> {
+        match self.str(key) {
+            None => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .map(Some)
+                .map_err(|_| ApiError(NodeError::invalid(err.to_owned()))),
+        }
+    }
+
+    /// A number of seconds (float), bounded.
+    pub fn seconds(&self, key: &str, default: f64, max: f64) -> Result<f64, ApiError> {
+        match self.str(key) {
+            None => Ok(default),
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(s) if s.is_finite() && s >= 0.0 => Ok(s.min(max)),
+                _ => Err(ApiError(NodeError::invalid(format!(
+                    "{key} must be a non-negative number of seconds"
+                )))),
+            },
+        }
+    }
+}

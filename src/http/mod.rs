@@ -1,0 +1,119 @@
+//! The REST/SSE API: an axum router with one file per resource. Handlers parse input, call
+//! one node method and map the result; every error is `{"ok":false,"error_code","error"}`
+//! with a 4xx status for bad input, never a bare 404 or a panic.
+
+mod card;
+mod extract;
+mod messages;
+mod peers;
+mod stream;
+mod tasks;
+mod unsupported;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::node::Node;
+use crate::node::error::{ErrorCode, NodeError};
+
+pub use extract::{ApiError, ApiResult};
+
+/// A JSON response with a status.
+pub(crate) fn json_response(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+/// Builds the router for a node.
+pub fn router(node: Node) -> Router {
+    let body_limit = node.config().max_msg_size + 64 * 1024;
+    Router::new()
+        .route(
+            "/.well-known/acp.json",
+            get(card::get_card).patch(card::patch_card),
+        )
+        .route("/card", get(card::get_card).patch(card::patch_card))
+        .route("/status", get(card::status))
+        .route("/link", get(card::link))
+        .route("/skills", get(card::skills))
+        .route("/skills/query", post(card::query_skills))
+        .route("/availability", get(card::availability))
+        .route("/peers", get(peers::list))
+        .route("/peers/connect", post(peers::connect))
+        .route("/connect", post(peers::connect))
+        .route("/peers/{id}", get(peers::one))
+        .route("/message:send", post(messages::send))
+        .route("/send", post(messages::legacy_send))
+        .route("/peer/{id}/send", post(messages::peer_send))
+        .route("/reply", post(messages::reply))
+        .route("/recv", get(messages::recv))
+        .route("/messages", get(messages::list))
+        .route("/history", get(messages::history))
+        .route("/context/{id}/messages", get(messages::context))
+        .route("/wait/{id}", get(messages::wait_reply))
+        .route("/offline-queue", get(messages::offline_queue))
+        .route("/stream", get(stream::stream))
+        .route("/tasks", get(tasks::list).post(tasks::create))
+        .route("/tasks/create", post(tasks::create))
+        .route(
+            "/tasks/{spec}",
+            get(tasks::get_spec)
+                .post(tasks::post_spec)
+                .delete(tasks::delete),
+        )
+        .route(
+            "/tasks/{id}/{action}",
+            get(tasks::get_action).post(tasks::post_action),
+        )
+        .merge(unsupported::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+        .with_state(node)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError(NodeError::not_found(format!(
+        "no such endpoint: {}",
+        uri.path()
+    )))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError(NodeError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("method {method} is not allowed on {}", uri.path()),
+    ))
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError(NodeError::internal(
+        "internal error (handler panicked); the node is still running",
+    ))
+    .into_response()
+}
+
+/// Binds the HTTP listener on the configured host and port.
+pub async fn bind(node: &Node) -> std::io::Result<TcpListener> {
+    let cfg = node.config();
+    let listener = TcpListener::bind((cfg.http_host.as_str(), cfg.http_port)).await?;
+    node.set_http_port(listener.local_addr()?.port());
+    Ok(listener)
+}
+
+/// Serves the API until the node shuts down.
+pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
+    let shutdown = node.shutdown_token();
+    let app = router(node);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

@@ -1,0 +1,37 @@
+//! Peers: list, one, connect.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::Value;
+
+use super::ApiResult;
+use super::extract::JsonObject;
+use crate::node::Node;
+use crate::node::error::NodeError;
+use crate::node::message::opt_str;
+
+/// `GET /peers`.
+pub async fn list(State(node): State<Node>) -> Json<Value> {
+    Json(node.peers())
+}
+
+/// `GET /peers/{id}` (id, display name or agent name).
+pub async fn one(State(node): State<Node>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(node.peer(&id)?))
+}
+
+/// `POST /peers/connect` `{"link": "acp://…", "name"?}`.
+pub async fn connect(
+    State(node): State<Node>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Value>> {
+    let obj = body.as_object().cloned().unwrap_or_default();
+    let link = opt_str(&obj, "link")?.ok_or_else(|| {
+        NodeError::invalid("missing required field: link (acp://host:port/token)")
+    })?;
+    let name = opt_str(&obj, "name")?;
+    if name.as_ref().is_some_and(|n| n.len() > 128) {
+        return Err(NodeError::invalid("'name' is longer than 128 characters").into());
+    }
+    Ok(Json(node.connect(&link, name.as_deref())?))
+}

@@ -1,0 +1,25 @@
+//! # acp-relay
+//!
+//! One binary that gives any MCP-capable LLM host agent-to-agent messaging: an ACP relay
+//! node, wire-compatible with the Python reference relay, with a REST/SSE API (and, in a
+//! later release, MCP tools) over it.
+//!
+//! Layout:
+//! - [`node`] — the relay node: the [`node::Node`] handle owns every rule and all state
+//!   (messages, tasks, peers, offline queue, event log) and persists it in SQLite.
+//! - [`wire`] — the peer protocol: `acp://` links, frames, HMAC, WebSocket sessions.
+//! - [`http`] — the axum REST/SSE API, one file per resource; thin over the node.
+//! - [`server`] — a node with its listeners, as started by the CLI and the tests.
+//! - [`config`] — flags, `ACP_*` environment variables and defaults.
+
+#![recursion_limit = "256"]
+
+pub mod config;
+pub mod http;
+pub mod node;
+pub mod server;
+pub mod wire;
+
+pub use config::Config;
+pub use node::Node;
+pub use server::Server;

@@ -1,0 +1,87 @@
+//! The `acp-relay` command line.
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use acp_relay::Server;
+use acp_relay::config::NodeArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "acp-relay",
+    version,
+    about = "Agent-to-agent messaging for MCP hosts: an ACP relay node"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a headless node: peer WebSocket plus the REST/SSE API.
+    Serve(NodeArgs),
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_env("ACP_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match args.resolve() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("acp-relay: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            let server = match Server::start(config).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("acp-relay: {}", e.message);
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            eprintln!("acp-relay: link {}", server.node.link());
+            eprintln!("acp-relay: REST API {}", server.base_url());
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            server.shutdown().await;
+            std::process::ExitCode::SUCCESS
+        }
+    }
+}

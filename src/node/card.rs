@@ -1,0 +1,280 @@
+//! The AgentCard: what this node tells peers and clients about itself. The JSON shape is the
+//! reference's (`_make_agent_card`), so reference peers and SDKs read it unchanged; the
+//! capability flags are honest about what this node does.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::error::{NodeError, NodeResult};
+use super::ids::now_iso;
+
+/// Protocol version we are wire-compatible with (the reference relay's release).
+pub const ACP_VERSION: &str = "2.19.0";
+
+/// Modes the reference accepts for `availability.mode`.
+const AVAILABILITY_MODES: [&str; 4] = ["persistent", "heartbeat", "cron", "manual"];
+/// Fields the reference accepts inside `availability`.
+const AVAILABILITY_FIELDS: [&str; 7] = [
+    "mode",
+    "interval_seconds",
+    "next_active_at",
+    "last_active_at",
+    "task_latency_max_seconds",
+    "schedule",
+    "timezone",
+];
+
+/// The parts of the card a user can change at run time; persisted in the store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CardEdits {
+    /// Free-text description (default: the reference's "ACP P2P Agent: <name>").
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Structured skills (`{id, name, description, tags, examples, input_modes, output_modes}`).
+    #[serde(default)]
+    pub skills: Option<Vec<Value>>,
+    /// What this agent cannot do.
+    #[serde(default)]
+    pub limitations: Option<Vec<String>>,
+    /// Availability block (empty = always available).
+    #[serde(default)]
+    pub availability: Map<String, Value>,
+}
+
+/// Everything the card is built from.
+#[derive(Debug, Clone)]
+pub struct Card {
+    /// Agent name.
+    pub name: String,
+    /// HTTP port the node serves on (reference field).
+    pub http_port: u16,
+    /// Largest message in bytes.
+    pub max_msg_bytes: usize,
+    /// Whether HMAC signing is on.
+    pub hmac: bool,
+    /// Skills from `--skills`.
+    pub base_skills: Vec<String>,
+    /// Run-time edits.
+    pub edits: CardEdits,
+}
+
+/// Normalizes one skill (a string or an object) to the reference's structured form.
+pub fn normalize_skill(s: &Value) -> Value {
+    match s {
+        Value::Object(o) => {
+            let id = o
+                .get("id")
+                .or_else(|| o.get("name"))
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .unwrap_or_else(|| "unknown".into());
+            let list = |k: &str| {
+                o.get(k)
+                    .filter(|v| v.is_array())
+                    .cloned()
+                    .unwrap_or(json!([]))
+            };
+            json!({
+                "id": id.trim(),
+                "name": o.get("name").and_then(Value::as_str).unwrap_or(&id),
+                "description": o.get("description").cloned().unwrap_or(json!("")),
+                "tags": list("tags"),
+                "examples": list("examples"),
+                "input_modes": list("input_modes"),
+                "output_modes": list("output_modes"),
+            })
+        }
+        other => {
+            let id = other
+                .as_str()
+                .map_or_else(|| other.to_string(), str::to_owned);
+            let id = id.trim();
+            json!({"id": id, "name": id, "description": "", "tags": [], "examples": [],
+                   "input_modes": [], "output_modes": []})
+        }
+    }
+}
+
+impl Card {
+    /// The structured skills currently advertised.
+    pub fn skills(&self) -> Vec<Value> {
+        match &self.edits.skills {
+            Some(list) => list.iter().map(normalize_skill).collect(),
+            None => self
+                .base_skills
+                .iter()
+                .map(|s| normalize_skill(&json!(s)))
+                .collect(),
+        }
+    }
+
+    /// The availability block, or `None` when the agent is always available.
+    pub fn availability(&self) -> Option<Value> {
+        (!self.edits.availability.is_empty())
+            .then(|| Value::Object(self.edits.availability.clone()))
+    }
+
+    /// The full card JSON.
+    pub fn to_json(&self) -> Value {
+        let mut card = json!({
+            "name": self.name,
+            "version": env!("CARGO_PKG_VERSION"),
+            "acp_version": ACP_VERSION,
+            "implementation": "acp-relay (Rust)",
+            "description": self.edits.description.clone()
+                .unwrap_or_else(|| format!("ACP P2P Agent: {}", self.name)),
+            "http_port": self.http_port,
+            "timestamp": now_iso(),
+            "transport_modes": ["p2p"],
+            "supported_interfaces": ["core", "p2p", "stream", "task"],
+            "limitations": self.edits.limitations.clone().unwrap_or_default(),
+            "skills": self.skills(),
+            "capabilities": {
+                "streaming": true,
+                "push_notifications": false,
+                "input_required": true,
+                "part_types": ["text", "file", "data"],
+                "max_msg_bytes": self.max_msg_bytes,
+                "query_skill": true,
+                "server_seq": true,
+                "multi_session": true,
+                "hmac_signing": self.hmac,
+                "lan_discovery": false,
+                "context_id": true,
+                "error_codes": true,
+                "identity": "none",
+                "did_identity": false,
+                "availability": self.availability().is_some(),
+                "extensions": false,
+                "http2": false,
+                "card_sig": false,
+                "auto_card_verify": false,
+                "offline_queue": true,
+                "lan_port_scan": false,
+                "supported_transports": ["http", "ws"],
+                "sse_seq": true,
+                "task_cancelling": true,
+                "ws_stream": false,
+                "event_replay": true,
+                "trust_signals": false,
+                "context_query": true,
+                "delegation_chain": false,
+                "availability_schedule": false,
+                "trust_jwks": false,
+                "durable_store": true,
+            },
+            "identity": null,
+            "trust": {
+                "scheme": if self.hmac { "hmac-sha256" } else { "none" },
+                "enabled": self.hmac,
+                "signals": [],
+            },
+            "auth": {"schemes": ["none"]},
+            "endpoints": {
+                "send": "/message:send",
+                "stream": "/stream",
+                "tasks": "/tasks",
+                "agent_card": "/.well-known/acp.json",
+                "skills_query": "/skills/query",
+                "skills": "/skills",
+                "peers": "/peers",
+                "peer_send": "/peer/{id}/send",
+                "peers_connect": "/peers/connect",
+                "offline_queue": "/offline-queue",
+                "availability": "/availability",
+            },
+            "extensions": [],
+        });
+        if let (Some(avail), Some(obj)) = (self.availability(), card.as_object_mut()) {
+            obj.insert("availability".into(), avail);
+        }
+        card
+    }
+
+    /// Applies a PATCH body. Accepts the reference's `availability` block (same whitelist and
+    /// mode check) plus `description`, `skills` and `limitations`.
+    pub fn apply_patch(&mut self, body: &Value) -> NodeResult<()> {
+        let Some(obj) = body.as_object() else {
+            return Err(NodeError::invalid("request body must be a JSON object"));
+        };
+        const KNOWN: [&str; 4] = ["availability", "description", "skills", "limitations"];
+        if let Some(bad) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(NodeError::invalid(format!(
+                "field '{bad}' cannot be changed; patchable fields: {}",
+                KNOWN.join(", ")
+            )));
+        }
+        if obj.is_empty() {
+            return Err(NodeError::invalid(
+                "request body must contain 'availability' (or description, skills, limitations)",
+            ));
+        }
+        let mut edits = self.edits.clone();
+        if let Some(patch) = obj.get("availability") {
+            let Some(patch) = patch.as_object() else {
+                return Err(NodeError::invalid("'availability' must be a JSON object"));
+            };
+            let mut unknown: Vec<&str> = patch
+                .keys()
+                .map(String::as_str)
+                .filter(|k| !AVAILABILITY_FIELDS.contains(k))
+                .collect();
+            if !unknown.is_empty() {
+                unknown.sort_unstable();
+                return Err(NodeError::invalid(format!(
+                    "unknown availability fields: {unknown:?}"
+                )));
+            }
+            if let Some(mode) = patch.get("mode")
+                && !mode
+                    .as_str()
+                    .is_some_and(|m| AVAILABILITY_MODES.contains(&m))
+            {
+                return Err(NodeError::invalid(format!("mode must be one of {:?}", {
+                    let mut m = AVAILABILITY_MODES;
+                    m.sort_unstable();
+                    m
+                })));
+            }
+            for (k, v) in patch {
+                edits.availability.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(d) = obj.get("description") {
+            let Some(d) = d.as_str() else {
+                return Err(NodeError::invalid("'description' must be a string"));
+            };
+            if d.len() > 4096 {
+                return Err(NodeError::invalid(
+                    "'description' is longer than 4096 characters",
+                ));
+            }
+            edits.description = Some(d.to_owned());
+        }
+        if let Some(s) = obj.get("skills") {
+            let Some(list) = s.as_array() else {
+                return Err(NodeError::invalid(
+                    "'skills' must be a list of strings or skill objects",
+                ));
+            };
+            if list.len() > 256 || !list.iter().all(|v| v.is_string() || v.is_object()) {
+                return Err(NodeError::invalid(
+                    "'skills' must be a list (at most 256) of strings or skill objects",
+                ));
+            }
+            edits.skills = Some(list.clone());
+        }
+        if let Some(l) = obj.get("limitations") {
+            let list: Option<Vec<String>> = l
+                .as_array()
+                .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_owned)).collect());
+            let Some(list) = list else {
+                return Err(NodeError::invalid(
+                    "'limitations' must be a list of strings",
+                ));
+            };
+            edits.limitations = Some(list);
+        }
+        self.edits = edits;
+        Ok(())
+    }
+}

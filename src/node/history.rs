@@ -1,0 +1,203 @@
+//! Reading messages back: the consuming inbox (`/recv`), the stored history with filters and
+//! paging (`/messages`, `/history`), and a conversation's messages (`/context/{id}/messages`).
+//! Queries run on the store's reader connections, after a barrier, so they see every message
+//! accepted before they started.
+
+use serde_json::{Value, json};
+
+use super::Node;
+use super::error::NodeResult;
+use super::store::{self, MessageRow, WriteOp};
+
+/// Filters and paging of `GET /messages`.
+#[derive(Debug, Clone, Default)]
+pub struct MessageQuery {
+    /// Page size (1–100, default 20).
+    pub limit: usize,
+    /// Rows to skip.
+    pub offset: usize,
+    /// Only messages from or to this peer (local id, display or agent name).
+    pub peer_id: Option<String>,
+    /// Only this role.
+    pub role: Option<String>,
+    /// Oldest first (default newest first).
+    pub ascending: bool,
+    /// Only messages received after this Unix time.
+    pub received_after: Option<f64>,
+    /// Only `inbound` or `outbound`.
+    pub direction: Option<String>,
+    /// Only this conversation.
+    pub context_id: Option<String>,
+    /// Only this task.
+    pub task_id: Option<String>,
+}
+
+impl Node {
+    /// `/recv`: hands out up to `limit` unread inbound messages, oldest first, and marks them read.
+    pub fn recv(&self, limit: usize) -> Value {
+        let (taken, remaining) = {
+            let mut inbox = self.inner.inbox.lock().unwrap_or_else(|p| p.into_inner());
+            let n = limit.min(inbox.len());
+            let taken: Vec<_> = inbox.drain(..n).collect();
+            (taken, inbox.len())
+        };
+        if !taken.is_empty() {
+            self.inner.store.write(WriteOp::MarkConsumed(
+                taken.iter().map(|m| m.message_id.clone()).collect(),
+            ));
+        }
+        let messages: Vec<Value> = taken.iter().map(|m| m.recv_entry()).collect();
+        json!({"messages": messages, "count": messages.len(), "remaining": remaining})
+    }
+
+    /// Number of unread inbound messages.
+    pub fn unread(&self) -> usize {
+        self.inner
+            .inbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// `/messages`: stored history (both directions), filtered and paged.
+    pub async fn messages(&self, q: MessageQuery) -> NodeResult<Value> {
+        let peer_keys = q.peer_id.as_ref().map(|key| {
+            let peers = self.lock_peers();
+            match peers.resolve(key) {
+                Some(p) => (
+                    p.record.id.clone(),
+                    p.record.agent_name.clone().unwrap_or_else(|| key.clone()),
+                ),
+                None => (key.clone(), key.clone()),
+            }
+        });
+        let limit = q.limit.clamp(1, 100);
+        let offset = q.offset;
+        let (rows, total) = self
+            .inner
+            .store
+            .read(move |conn| {
+                let mut clauses = Vec::new();
+                let mut args: Vec<rusqlite::types::Value> = Vec::new();
+                if let Some((id, name)) = &peer_keys {
+                    clauses.push("(peer_id = ? OR (direction = 'inbound' AND sender = ?))");
+                    args.push(id.clone().into());
+                    args.push(name.clone().into());
+                }
+                if let Some(role) = &q.role {
+                    clauses.push("role = ?");
+                    args.push(role.clone().into());
+                }
+                if let Some(after) = q.received_after {
+                    clauses.push("received_at > ?");
+                    args.push(after.into());
+                }
+                if let Some(d) = &q.direction {
+                    clauses.push("direction = ?");
+                    args.push(d.clone().into());
+                }
+                if let Some(c) = &q.context_id {
+                    clauses.push("context_id = ?");
+                    args.push(c.clone().into());
+                }
+                if let Some(t) = &q.task_id {
+                    clauses.push("task_id = ?");
+                    args.push(t.clone().into());
+                }
+                let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+                let total: i64 = conn.query_row(
+                    &format!("SELECT COUNT(*) FROM messages {filter}"),
+                    rusqlite::params_from_iter(args.iter()),
+                    |r| r.get(0),
+                )?;
+                let order = if q.ascending { "ASC" } else { "DESC" };
+                let sql = format!(
+                    "SELECT {} FROM messages {filter} ORDER BY received_at {order}, rowid_seq {order} LIMIT ? OFFSET ?",
+                    store::MESSAGE_COLUMNS
+                );
+                let mut all = args.clone();
+                all.push((limit as i64).into());
+                all.push((offset as i64).into());
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(all.iter()), store::message_from_row)?
+                    .collect::<rusqlite::Result<Vec<MessageRow>>>()?;
+                Ok((rows, total as usize))
+            })
+            .await?;
+        let has_more = offset + rows.len() < total;
+        let next_offset = if has_more {
+            offset + limit
+        } else {
+            offset + rows.len()
+        };
+        let messages: Vec<Value> = rows.iter().map(MessageRow::history_entry).collect();
+        Ok(
+            json!({"messages": messages, "total": total, "has_more": has_more, "next_offset": next_offset}),
+        )
+    }
+
+    /// `/history`: the last `limit` inbound messages, oldest first (the reference's inbox log).
+    pub async fn history(&self, limit: usize) -> NodeResult<Value> {
+        let limit = limit.max(1);
+        let (rows, total) = self
+            .inner
+            .store
+            .read(move |conn| {
+                let total: i64 = conn.query_row("SELECT COUNT(*) FROM messages WHERE direction = 'inbound'", [], |r| r.get(0))?;
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {} FROM messages WHERE direction = 'inbound' ORDER BY rowid_seq DESC LIMIT ?1",
+                    store::MESSAGE_COLUMNS
+                ))?;
+                let mut rows = stmt
+                    .query_map([limit as i64], store::message_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                rows.reverse();
+                Ok((rows, total as usize))
+            })
+            .await?;
+        let history: Vec<Value> = rows.iter().map(MessageRow::recv_entry).collect();
+        Ok(json!({"history": history, "total": total}))
+    }
+
+    /// `/context/{id}/messages`: a conversation in `server_seq` order, after `since_seq`.
+    pub async fn context_messages(
+        &self,
+        context_id: &str,
+        limit: usize,
+        since_seq: i64,
+        ascending: bool,
+    ) -> NodeResult<Value> {
+        let ctx = context_id.to_owned();
+        let limit = limit.clamp(1, 200);
+        let (rows, total) = self
+            .inner
+            .store
+            .read(move |conn| {
+                let total: i64 = conn.query_row(
+                    "SELECT COUNT(*) FROM messages WHERE context_id = ?1 AND COALESCE(server_seq, 0) > ?2",
+                    rusqlite::params![ctx, since_seq],
+                    |r| r.get(0),
+                )?;
+                let order = if ascending { "ASC" } else { "DESC" };
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {} FROM messages WHERE context_id = ?1 AND COALESCE(server_seq, 0) > ?2
+                     ORDER BY COALESCE(server_seq, 0) {order}, received_at {order} LIMIT ?3",
+                    store::MESSAGE_COLUMNS
+                ))?;
+                let rows = stmt
+                    .query_map(rusqlite::params![ctx, since_seq, limit as i64], store::message_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok((rows, total as usize))
+            })
+            .await?;
+        let messages: Vec<Value> = rows.iter().map(MessageRow::context_entry).collect();
+        Ok(json!({
+            "context_id": context_id,
+            "messages": messages,
+            "count": messages.len(),
+            "total": total,
+            "has_more": total > messages.len(),
+        }))
+    }
+}

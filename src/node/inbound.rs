@@ -1,0 +1,273 @@
+//! Frames from peers: signature check, dedup, storage, task bookkeeping, replies, cards.
+//! A bad frame is counted and logged, never fatal: the connection and the node carry on.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde_json::{Map, Value, json};
+
+use super::Node;
+use super::ids::{make_id, now_iso, now_unix};
+use super::message::validate_parts;
+use super::store::{MessageRow, WriteOp};
+use super::task::TaskState;
+use crate::wire::frame::{self, Inbound};
+use crate::wire::sign::Verdict;
+
+/// What the connection should do after a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FrameOutcome {
+    /// Carry on.
+    Continue,
+    /// The frame was refused (counted); carry on.
+    Rejected,
+}
+
+impl Node {
+    fn reject(&self, peer_id: &str, why: &str) -> FrameOutcome {
+        self.inner
+            .counters
+            .frames_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(peer = peer_id, "frame rejected: {why}");
+        FrameOutcome::Rejected
+    }
+
+    /// Handles one text frame from `peer_id`.
+    pub fn on_frame(&self, peer_id: &str, text: &str) -> FrameOutcome {
+        let parsed = match frame::parse(text, self.inner.config.max_msg_size) {
+            Ok(f) => f,
+            Err(e) => return self.reject(peer_id, &e.to_string()),
+        };
+        match parsed {
+            Inbound::AgentCard(card) => {
+                self.record_card(peer_id, card);
+                FrameOutcome::Continue
+            }
+            Inbound::Message(map) => self.on_message(peer_id, map),
+            Inbound::Reply(map) => {
+                if let Some(why) = self.check_signature(&map) {
+                    return self.reject(peer_id, &why);
+                }
+                let corr = map
+                    .get("correlation_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let waiter = corr.as_ref().and_then(|c| {
+                    self.inner
+                        .sync_pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(c)
+                });
+                match waiter {
+                    Some(tx) => {
+                        let _ = tx.send(Value::Object(map));
+                        FrameOutcome::Continue
+                    }
+                    // A reply nobody waits for is kept as a message so it is not lost.
+                    None if map.get("parts").is_some_and(Value::is_array) => {
+                        self.on_message(peer_id, map)
+                    }
+                    None => FrameOutcome::Continue,
+                }
+            }
+            Inbound::TaskUpdated(map) => {
+                if let Some(why) = self.check_signature(&map) {
+                    return self.reject(peer_id, &why);
+                }
+                let Some(task_id) = map.get("task_id").and_then(Value::as_str) else {
+                    return self.reject(peer_id, "task.updated without task_id");
+                };
+                let status = map
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .unwrap_or("working");
+                let Some(state) = TaskState::parse(status) else {
+                    return self.reject(
+                        peer_id,
+                        &format!("task.updated with unknown status {status:?}"),
+                    );
+                };
+                let artifact = map.get("artifact").filter(|a| a.is_object()).cloned();
+                let error = map.get("error").filter(|e| !e.is_null()).cloned();
+                if self.lock_tasks().contains_key(task_id) {
+                    let _ = self.apply_task_change(task_id, state, artifact, error, None, false);
+                }
+                FrameOutcome::Continue
+            }
+            Inbound::TaskDelegate(map) => {
+                if let Some(why) = self.check_signature(&map) {
+                    return self.reject(peer_id, &why);
+                }
+                let Some(task_id) = map.get("task_id").and_then(Value::as_str) else {
+                    return self.reject(peer_id, "task.delegate without task_id");
+                };
+                let payload = map.get("payload").cloned().unwrap_or(Value::Null);
+                let context = map
+                    .get("context_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let origin = map
+                    .get("message_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                self.adopt_peer_task(
+                    task_id,
+                    TaskState::Submitted,
+                    payload,
+                    origin,
+                    context,
+                    peer_id,
+                );
+                FrameOutcome::Continue
+            }
+            Inbound::Error(map) => {
+                let code = map.get("code").and_then(Value::as_str).unwrap_or("unknown");
+                tracing::warn!(peer = peer_id, code, "peer reported an error");
+                if let Some(p) = self.lock_peers().peers.get_mut(peer_id) {
+                    p.last_error = Some(format!("peer error: {code}"));
+                }
+                FrameOutcome::Continue
+            }
+            Inbound::Other(kind) => self.reject(peer_id, &format!("unknown frame type {kind:?}")),
+        }
+    }
+
+    /// Verifies HMAC when a secret is set; returns the reason to refuse, if any.
+    fn check_signature(&self, map: &Map<String, Value>) -> Option<String> {
+        let signer = self.signer()?;
+        let id = map
+            .get("message_id")
+            .or_else(|| map.get("id"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let ts = map.get("ts").and_then(Value::as_str);
+        let sig = map.get("sig").and_then(Value::as_str);
+        match signer.verify(id, ts, sig) {
+            Verdict::Rejected(why) => Some(why),
+            Verdict::Valid | Verdict::Unchecked => None,
+        }
+    }
+
+    fn record_card(&self, peer_id: &str, card: Value) {
+        let name = card.get("name").and_then(Value::as_str).map(str::to_owned);
+        {
+            let mut peers = self.lock_peers();
+            let Some(peer) = peers.peers.get_mut(peer_id) else {
+                return;
+            };
+            if let Some(n) = &name {
+                if peer.record.name == peer.record.id {
+                    peer.record.name = n.clone();
+                }
+                peer.record.agent_name = Some(n.clone());
+            }
+            peer.record.agent_card = Some(card);
+        }
+        self.persist_peer(peer_id);
+    }
+
+    fn on_message(&self, peer_id: &str, mut map: Map<String, Value>) -> FrameOutcome {
+        if let Some(why) = self.check_signature(&map) {
+            return self.reject(peer_id, &why);
+        }
+        let message_id = map
+            .get("message_id")
+            .or_else(|| map.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| make_id("msg"));
+        let parts = match map.get("parts").map(validate_parts) {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return self.reject(peer_id, &format!("message {message_id}: {e}")),
+            None => return self.reject(peer_id, &format!("message {message_id} has no parts")),
+        };
+        let fresh = self
+            .inner
+            .seen_inbound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(&message_id, 0);
+        if !fresh {
+            self.inner
+                .counters
+                .messages_deduped
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(peer = peer_id, message_id, "duplicate message dropped");
+            return FrameOutcome::Continue;
+        }
+        let role = match map.get("role").and_then(Value::as_str) {
+            Some(r @ ("user" | "agent")) => r.to_owned(),
+            _ => "agent".to_owned(),
+        };
+        let task_id = map
+            .get("task_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let context_id = map
+            .get("context_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if !map.contains_key("message_id") {
+            map.insert("message_id".into(), json!(message_id));
+        }
+        if let Some(t) = &task_id
+            && !self.lock_tasks().contains_key(t)
+        {
+            self.adopt_peer_task(
+                t,
+                TaskState::Working,
+                json!({"parts": parts}),
+                Some(message_id.clone()),
+                context_id.clone(),
+                peer_id,
+            );
+        }
+        let sender = map.get("from").and_then(Value::as_str).map(str::to_owned);
+        let row = Arc::new(MessageRow {
+            message_id: message_id.clone(),
+            direction: "inbound",
+            peer_id: Some(peer_id.to_owned()),
+            sender: sender.clone(),
+            role: role.clone(),
+            task_id: task_id.clone(),
+            context_id: context_id.clone(),
+            server_seq: map.get("server_seq").and_then(Value::as_i64),
+            ts: map
+                .get("ts")
+                .and_then(Value::as_str)
+                .map_or_else(now_iso, str::to_owned),
+            received_at: now_unix(),
+            consumed: false,
+            frame: Value::Object(map),
+        });
+        self.inner
+            .store
+            .write(WriteOp::InsertMessage(Box::new((*row).clone())));
+        self.inner
+            .inbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(row);
+        self.inner
+            .counters
+            .messages_received
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = self.lock_peers().peers.get_mut(peer_id) {
+            p.record.messages_received += 1;
+        }
+        let mut ev = Map::new();
+        ev.insert("message_id".into(), json!(message_id));
+        ev.insert("role".into(), json!(role));
+        ev.insert("parts".into(), Value::Array(parts));
+        ev.insert("task_id".into(), json!(task_id));
+        ev.insert("context_id".into(), json!(context_id));
+        ev.insert("direction".into(), json!("inbound"));
+        ev.insert("peer_id".into(), json!(peer_id));
+        ev.insert("from".into(), json!(sender));
+        self.inner.events.emit("message", ev);
+        self.inner.inbox_notify.notify_waiters();
+        FrameOutcome::Continue
+    }
+}

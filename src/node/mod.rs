@@ -1,0 +1,729 @@
+//! The relay node: one handle ([`Node`]) that owns all state and every rule. The HTTP API, the
+//! MCP tools and the peer WebSocket all call into it, so they can never disagree.
+//!
+//! Files: `message`/`task`/`card` (models), `peers`/`queue` (peer table, offline queue),
+//! `events` (event log), `store` (SQLite), `error` (codes), and the operations split by
+//! concern: `deliver` (sending), `inbound` (frames from peers), `tasks` (task operations),
+//! `history` (reading messages back).
+
+pub mod card;
+mod deliver;
+pub mod error;
+pub mod events;
+mod history;
+pub mod ids;
+mod inbound;
+pub mod message;
+pub mod peers;
+pub mod queue;
+pub mod store;
+pub mod task;
+mod tasks;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use serde_json::{Value, json};
+use tokio::sync::{Notify, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use deliver::{Delivery, SendOutcome};
+pub use history::MessageQuery;
+pub use tasks::TaskQuery;
+
+use crate::config::Config;
+use crate::wire::link::Link;
+use crate::wire::sign::Signer;
+use card::{Card, CardEdits};
+use error::{ErrorCode, NodeError, NodeResult};
+use events::EventLog;
+use peers::{Peer, PeerRecord, PeerTable};
+use store::{MessageRow, QueuedRow, Store, WriteOp};
+use task::Task;
+
+/// How many recent message ids are remembered for dedup (inbound) and idempotency (outbound).
+const RECENT_IDS: usize = 20_000;
+
+/// A bounded set of recently seen ids, oldest evicted first.
+#[derive(Default)]
+pub(crate) struct RecentIds {
+    order: VecDeque<String>,
+    seen: HashMap<String, i64>,
+}
+
+impl RecentIds {
+    /// Remembers `id` with a value; returns false if it was already there.
+    pub(crate) fn insert(&mut self, id: &str, value: i64) -> bool {
+        if self.seen.contains_key(id) {
+            return false;
+        }
+        self.seen.insert(id.to_owned(), value);
+        self.order.push_back(id.to_owned());
+        if self.order.len() > RECENT_IDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        true
+    }
+
+    /// The value stored for `id`.
+    pub(crate) fn get(&self, id: &str) -> Option<i64> {
+        self.seen.get(id).copied()
+    }
+}
+
+/// Counters reported by `/status`.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) messages_sent: AtomicU64,
+    pub(crate) messages_received: AtomicU64,
+    pub(crate) messages_deduped: AtomicU64,
+    pub(crate) frames_rejected: AtomicU64,
+    pub(crate) reconnect_count: AtomicU64,
+    pub(crate) tasks_created: AtomicU64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) token: String,
+    pub(crate) session_id: String,
+    pub(crate) started_at: f64,
+    pub(crate) started_iso: String,
+    pub(crate) store: Store,
+    pub(crate) events: EventLog,
+    pub(crate) card: RwLock<Card>,
+    pub(crate) peers: Mutex<PeerTable>,
+    pub(crate) tasks: Mutex<HashMap<String, Task>>,
+    pub(crate) inbox: Mutex<VecDeque<Arc<MessageRow>>>,
+    pub(crate) inbox_notify: Notify,
+    pub(crate) seen_inbound: Mutex<RecentIds>,
+    pub(crate) sent_ids: Mutex<RecentIds>,
+    pub(crate) server_seq: AtomicU64,
+    pub(crate) queue_seq: AtomicU64,
+    pub(crate) sync_pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    pub(crate) signer: Option<Signer>,
+    pub(crate) counters: Counters,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) background: TaskTracker,
+    pub(crate) ws_port: OnceLock<u16>,
+    pub(crate) http_port: OnceLock<u16>,
+    pub(crate) link_host: String,
+    /// Hook the wire layer installs so the node can start dialling a peer.
+    pub(crate) dialer: OnceLock<Box<dyn Fn(Node, String) + Send + Sync>>,
+}
+
+/// Handle to a running relay node. Cheap to clone; every front-end holds one.
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Node {
+    /// Opens the store, restores tokens, peers, tasks, the inbox and the offline queue, and
+    /// returns a node that is not yet listening (the wire layer binds and attaches).
+    pub fn open(config: Config) -> NodeResult<Node> {
+        let store = Store::open(&config.data_dir.join("node.db"))?;
+        let restored = store.read_now(restore)?;
+        let token = match restored.token.clone() {
+            Some(t) => t,
+            None => {
+                let t = ids::make_token();
+                store.write(WriteOp::SetMeta {
+                    key: "token".into(),
+                    value: t.clone(),
+                });
+                t
+            }
+        };
+        let mut table = PeerTable {
+            counter: restored.peer_counter,
+            ..Default::default()
+        };
+        for record in restored.peers {
+            table.peers.insert(record.id.clone(), Peer::new(record));
+        }
+        for row in restored.queued {
+            if let Some(p) = table.peers.get_mut(&row.peer_id) {
+                p.queue.push(row);
+            }
+        }
+        let mut seen = RecentIds::default();
+        for id in &restored.recent_inbound {
+            seen.insert(id, 0);
+        }
+        let mut sent = RecentIds::default();
+        for (id, seq) in &restored.recent_outbound {
+            sent.insert(id, *seq);
+        }
+        let card = Card {
+            name: config.name.clone(),
+            http_port: config.http_port,
+            max_msg_bytes: config.max_msg_size,
+            hmac: config.secret.is_some(),
+            base_skills: config.skills.clone(),
+            edits: restored.card_edits,
+        };
+        let signer = config
+            .secret
+            .as_deref()
+            .map(|s| Signer::new(s, config.hmac_window, config.hmac_lenient));
+        let link_host = config
+            .advertise_host
+            .clone()
+            .unwrap_or_else(default_link_host);
+        let inner = Inner {
+            token,
+            session_id: ids::make_id("sess"),
+            started_at: ids::now_unix(),
+            started_iso: ids::now_iso(),
+            events: EventLog::new(store.clone(), restored.last_event_seq),
+            store,
+            card: RwLock::new(card),
+            peers: Mutex::new(table),
+            tasks: Mutex::new(
+                restored
+                    .tasks
+                    .into_iter()
+                    .map(|t| (t.id.clone(), t))
+                    .collect(),
+            ),
+            inbox: Mutex::new(restored.inbox.into_iter().map(Arc::new).collect()),
+            inbox_notify: Notify::new(),
+            seen_inbound: Mutex::new(seen),
+            sent_ids: Mutex::new(sent),
+            server_seq: AtomicU64::new(restored.server_seq),
+            queue_seq: AtomicU64::new(restored.queue_seq),
+            sync_pending: Mutex::new(HashMap::new()),
+            signer,
+            counters: Counters::default(),
+            shutdown: CancellationToken::new(),
+            background: TaskTracker::new(),
+            ws_port: OnceLock::new(),
+            http_port: OnceLock::new(),
+            link_host,
+            dialer: OnceLock::new(),
+            config,
+        };
+        Ok(Node {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The resolved configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Agent name.
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// This node's link token.
+    pub fn token(&self) -> &str {
+        &self.inner.token
+    }
+
+    /// The store (for the wire layer's durability barriers and for tests).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The event log (SSE and MCP subscribe here).
+    pub fn events(&self) -> &EventLog {
+        &self.inner.events
+    }
+
+    /// Fires when the node shuts down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    /// Tracks background tasks so shutdown can wait for them.
+    pub fn background(&self) -> &TaskTracker {
+        &self.inner.background
+    }
+
+    /// Records the bound peer port (called once by the wire layer).
+    pub fn set_ws_port(&self, port: u16) {
+        let _ = self.inner.ws_port.set(port);
+    }
+
+    /// Records the bound HTTP port (called once by the HTTP layer).
+    pub fn set_http_port(&self, port: u16) {
+        let _ = self.inner.http_port.set(port);
+        if let Ok(mut card) = self.inner.card.write() {
+            card.http_port = port;
+        }
+    }
+
+    /// Installs the function that starts dialling a peer (the wire layer's).
+    pub fn set_dialer(&self, dial: Box<dyn Fn(Node, String) + Send + Sync>) {
+        let _ = self.inner.dialer.set(dial);
+    }
+
+    /// Bound peer port (0 before binding).
+    pub fn ws_port(&self) -> u16 {
+        self.inner.ws_port.get().copied().unwrap_or(0)
+    }
+
+    /// Bound HTTP port (0 before binding).
+    pub fn http_port(&self) -> u16 {
+        self.inner.http_port.get().copied().unwrap_or(0)
+    }
+
+    /// This node's `acp://` link.
+    pub fn link(&self) -> String {
+        Link {
+            host: self.inner.link_host.clone(),
+            port: self.ws_port(),
+            token: self.inner.token.clone(),
+        }
+        .to_string()
+    }
+
+    /// HMAC signer, when a secret is configured.
+    pub fn signer(&self) -> Option<&Signer> {
+        self.inner.signer.as_ref()
+    }
+
+    /// The AgentCard JSON.
+    pub fn card(&self) -> Value {
+        self.inner
+            .card
+            .read()
+            .map(|c| c.to_json())
+            .unwrap_or(Value::Null)
+    }
+
+    /// `/.well-known/acp.json`: our card and the card of the (first connected) peer.
+    pub fn card_document(&self) -> Value {
+        let peer_card = {
+            let peers = self.lock_peers();
+            let connected = peers
+                .peers
+                .values()
+                .find(|p| p.connected && p.record.agent_card.is_some());
+            connected
+                .or_else(|| peers.active().find(|p| p.record.agent_card.is_some()))
+                .and_then(|p| p.record.agent_card.clone())
+        };
+        json!({"self": self.card(), "peer": peer_card})
+    }
+
+    /// Applies a card PATCH and persists it; returns the new card.
+    pub fn patch_card(&self, body: &Value) -> NodeResult<Value> {
+        let (card, edits) = {
+            let mut card = self
+                .inner
+                .card
+                .write()
+                .map_err(|_| NodeError::internal("card lock poisoned"))?;
+            card.apply_patch(body)?;
+            (card.to_json(), card.edits.clone())
+        };
+        self.inner.store.write(WriteOp::SetMeta {
+            key: "card_edits".into(),
+            value: serde_json::to_string(&edits).unwrap_or_default(),
+        });
+        Ok(card)
+    }
+
+    /// The structured skills.
+    pub fn skills(&self) -> Vec<Value> {
+        self.inner
+            .card
+            .read()
+            .map(|c| c.skills())
+            .unwrap_or_default()
+    }
+
+    /// The availability block (empty object = always available).
+    pub fn availability(&self) -> Value {
+        self.inner
+            .card
+            .read()
+            .ok()
+            .and_then(|c| c.availability())
+            .unwrap_or_else(|| json!({}))
+    }
+
+    /// `/status`.
+    pub fn status(&self) -> Value {
+        let c = &self.inner.counters;
+        let (peer_count, known, peer_card) = {
+            let peers = self.lock_peers();
+            let connected: Vec<&Peer> = peers.peers.values().filter(|p| p.connected).collect();
+            let card = connected.first().and_then(|p| p.record.agent_card.clone());
+            (connected.len(), peers.active().count(), card)
+        };
+        let tasks = self.lock_tasks().len();
+        json!({
+            "acp_version": card::ACP_VERSION,
+            "version": env!("CARGO_PKG_VERSION"),
+            "implementation": "acp-relay",
+            "connected": peer_count > 0,
+            "role": "host",
+            "link": self.link(),
+            "session_id": self.inner.session_id,
+            "agent_name": self.name(),
+            "agent_card": self.card(),
+            "peer_card": peer_card,
+            "ws_port": self.ws_port(),
+            "http_port": self.http_port(),
+            "http_host": self.inner.config.http_host,
+            "messages_sent": c.messages_sent.load(Ordering::Relaxed),
+            "messages_received": c.messages_received.load(Ordering::Relaxed),
+            "messages_deduped": c.messages_deduped.load(Ordering::Relaxed),
+            "frames_rejected": c.frames_rejected.load(Ordering::Relaxed),
+            "reconnect_count": c.reconnect_count.load(Ordering::Relaxed),
+            "tasks_created": c.tasks_created.load(Ordering::Relaxed),
+            "tasks": tasks,
+            "started_at": self.inner.started_at,
+            "started_at_iso": self.inner.started_iso,
+            "max_msg_bytes": self.inner.config.max_msg_size,
+            "server_seq": self.inner.server_seq.load(Ordering::Relaxed),
+            "event_seq": self.inner.events.last_seq(),
+            "peer_count": peer_count,
+            "known_peers": known,
+            "p2p_enabled": true,
+            "limitations": [],
+            "connection_type": "host",
+            "hmac_enabled": self.inner.signer.is_some(),
+            "data_dir": self.inner.config.data_dir,
+            "offline_queue_limit": self.inner.config.offline_queue_limit,
+        })
+    }
+
+    /// `/peers`.
+    pub fn peers(&self) -> Value {
+        let peers = self.lock_peers();
+        let list: Vec<Value> = peers.active().map(Peer::to_json).collect();
+        let active = peers.active().filter(|p| p.connected).count();
+        json!({"peers": list, "count": list.len(), "active": active})
+    }
+
+    /// `/peers/{id}` (id, display name or agent name).
+    pub fn peer(&self, key: &str) -> NodeResult<Value> {
+        let peers = self.lock_peers();
+        peers
+            .resolve(key)
+            .filter(|p| !p.record.removed)
+            .map(Peer::to_json)
+            .ok_or_else(|| NodeError::not_found(format!("peer '{key}' not found")))
+    }
+
+    /// Starts dialling `link` (idempotent for a link already known). Returns the peer entry.
+    pub fn connect(&self, link_text: &str, name: Option<&str>) -> NodeResult<Value> {
+        let link = Link::parse(link_text).map_err(NodeError::invalid)?;
+        if link.token == self.inner.token
+            && (link.port == self.ws_port())
+            && is_local_host(&link.host, &self.inner.link_host)
+        {
+            return Err(NodeError::invalid(
+                "that is this node's own link: give it to the other agent, and connect to theirs",
+            ));
+        }
+        let canonical = link.to_string();
+        let (peer_id, display, fresh) = {
+            let mut peers = self.lock_peers();
+            if let Some(existing) = peers
+                .peers
+                .values_mut()
+                .find(|p| p.record.link.as_deref() == Some(canonical.as_str()))
+            {
+                let revived = existing.record.removed || !existing.record.dialed;
+                existing.record.removed = false;
+                existing.record.dialed = true;
+                if let Some(n) = name {
+                    existing.record.name = n.to_owned();
+                }
+                (
+                    existing.record.id.clone(),
+                    existing.record.name.clone(),
+                    revived && !existing.connected,
+                )
+            } else {
+                let id = peers.next_id();
+                let record = PeerRecord {
+                    id: id.clone(),
+                    name: name.map_or_else(|| id.clone(), str::to_owned),
+                    agent_name: None,
+                    link: Some(canonical.clone()),
+                    dialed: true,
+                    connected_at: None,
+                    disconnected_at: None,
+                    messages_sent: 0,
+                    messages_received: 0,
+                    agent_card: None,
+                    remote_address: None,
+                    removed: false,
+                };
+                let display = record.name.clone();
+                peers.peers.insert(id.clone(), Peer::new(record));
+                (id, display, true)
+            }
+        };
+        self.persist_peer(&peer_id);
+        if fresh {
+            self.start_dialing(&peer_id);
+        }
+        let connected = self
+            .lock_peers()
+            .peers
+            .get(&peer_id)
+            .is_some_and(|p| p.connected);
+        Ok(json!({
+            "ok": true,
+            "peer_id": peer_id,
+            "connecting_to": canonical,
+            "name": display,
+            "connected": connected,
+        }))
+    }
+
+    /// Peers to dial at start-up: every stored dialled peer, plus `--join`.
+    pub fn start_saved_dials(&self) -> NodeResult<()> {
+        let ids: Vec<String> = self
+            .lock_peers()
+            .active()
+            .filter(|p| p.record.dialed)
+            .map(|p| p.record.id.clone())
+            .collect();
+        for id in ids {
+            self.start_dialing(&id);
+        }
+        if let Some(join) = self.inner.config.join.clone() {
+            self.connect(&join, None)?;
+        }
+        Ok(())
+    }
+
+    fn start_dialing(&self, peer_id: &str) {
+        if let Some(dial) = self.inner.dialer.get() {
+            dial(self.clone(), peer_id.to_owned());
+        }
+    }
+
+    /// Writes the durable part of a peer entry.
+    pub(crate) fn persist_peer(&self, peer_id: &str) {
+        let body = self
+            .lock_peers()
+            .peers
+            .get(peer_id)
+            .and_then(|p| serde_json::to_string(&p.record).ok());
+        if let Some(body) = body {
+            self.inner.store.write(WriteOp::UpsertPeer {
+                id: peer_id.to_owned(),
+                body,
+            });
+        }
+    }
+
+    /// Stops the node: background tasks end, connections close, the store is flushed.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.background.close();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.inner.background.wait(),
+        )
+        .await;
+        self.persist_all_peers();
+        self.inner.store.close().await;
+    }
+
+    fn persist_all_peers(&self) {
+        let ids: Vec<String> = self.lock_peers().peers.keys().cloned().collect();
+        for id in ids {
+            self.persist_peer(&id);
+        }
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    pub(crate) fn lock_peers(&self) -> std::sync::MutexGuard<'_, PeerTable> {
+        self.inner.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn lock_tasks(&self) -> std::sync::MutexGuard<'_, HashMap<String, Task>> {
+        self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn next_queue_id(&self) -> i64 {
+        self.inner.queue_seq.fetch_add(1, Ordering::Relaxed) as i64 + 1
+    }
+}
+
+fn is_local_host(host: &str, link_host: &str) -> bool {
+    host == link_host || matches!(host, "127.0.0.1" | "localhost" | "::1" | "0.0.0.0")
+}
+
+/// The LAN address of the default route, found by "connecting" a UDP socket (which sends no
+/// packet), else loopback. Never asks an outside service.
+fn default_link_host() -> String {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("10.255.255.255:1")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
+        .map_or_else(|| "127.0.0.1".to_owned(), |ip| ip.to_string())
+}
+
+/// Everything loaded from the store at start-up.
+struct Restored {
+    token: Option<String>,
+    card_edits: CardEdits,
+    peers: Vec<PeerRecord>,
+    peer_counter: u64,
+    tasks: Vec<Task>,
+    inbox: Vec<MessageRow>,
+    queued: Vec<QueuedRow>,
+    recent_inbound: Vec<String>,
+    recent_outbound: Vec<(String, i64)>,
+    server_seq: u64,
+    queue_seq: u64,
+    last_event_seq: u64,
+}
+
+fn restore(conn: &rusqlite::Connection) -> rusqlite::Result<Restored> {
+    let token = store::get_meta(conn, "token")?;
+    let card_edits = store::get_meta(conn, "card_edits")?
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    let peers: Vec<PeerRecord> = conn
+        .prepare("SELECT body FROM peers ORDER BY id")?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .filter_map(|b| b.ok().and_then(|b| serde_json::from_str(&b).ok()))
+        .collect();
+    let peer_counter = peers
+        .iter()
+        .filter_map(|p| {
+            p.id.strip_prefix("peer_")
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .max()
+        .unwrap_or(0);
+    let tasks = conn
+        .prepare("SELECT body FROM tasks")?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .filter_map(|b| b.ok().and_then(|b| serde_json::from_str(&b).ok()))
+        .collect();
+    let inbox = conn
+        .prepare(&format!(
+            "SELECT {} FROM messages WHERE consumed = 0 AND direction = 'inbound' ORDER BY rowid_seq",
+            store::MESSAGE_COLUMNS
+        ))?
+        .query_map([], store::message_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let queued = conn
+        .prepare("SELECT id, peer_id, message_id, frame, queued_at FROM offline_queue ORDER BY id")?
+        .query_map([], |r| {
+            let frame: String = r.get(3)?;
+            Ok(QueuedRow {
+                id: r.get(0)?,
+                peer_id: r.get(1)?,
+                message_id: r.get(2)?,
+                frame: serde_json::from_str(&frame).unwrap_or(Value::Null),
+                queued_at: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let recent = |direction: &str| -> rusqlite::Result<Vec<(String, i64)>> {
+        let mut stmt = conn.prepare(
+            "SELECT message_id, COALESCE(server_seq, 0) FROM messages WHERE direction = ?1
+             ORDER BY rowid_seq DESC LIMIT ?2",
+        )?;
+        let mut rows: Vec<(String, i64)> = stmt
+            .query_map(rusqlite::params![direction, RECENT_IDS as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        rows.reverse();
+        Ok(rows)
+    };
+    let recent_inbound = recent("inbound")?.into_iter().map(|(id, _)| id).collect();
+    let recent_outbound = recent("outbound")?;
+    let server_seq: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(server_seq), 0) FROM messages WHERE direction = 'outbound'",
+        [],
+        |r| r.get(0),
+    )?;
+    let queue_seq: i64 =
+        conn.query_row("SELECT COALESCE(MAX(id), 0) FROM offline_queue", [], |r| {
+            r.get(0)
+        })?;
+    let last_event_seq: i64 =
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+    Ok(Restored {
+        token,
+        card_edits,
+        peers,
+        peer_counter,
+        tasks,
+        inbox,
+        queued,
+        recent_inbound,
+        recent_outbound,
+        server_seq: server_seq.max(0) as u64,
+        queue_seq: queue_seq.max(0) as u64,
+        last_event_seq: last_event_seq.max(0) as u64,
+    })
+}
+
+/// Rejects a request when the node is shutting down.
+pub(crate) fn ensure_running(node: &Node) -> NodeResult<()> {
+    if node.is_shutting_down() {
+        return Err(NodeError::new(
+            ErrorCode::ShuttingDown,
+            "node is shutting down",
+        ));
+    }
+    Ok(())
+}
+
+impl Node {
+    /// Whether a peer currently has a live connection.
+    pub fn peer_is_connected(&self, peer_id: &str) -> bool {
+        self.lock_peers()
+            .peers
+            .get(peer_id)
+            .is_some_and(|p| p.connected)
+    }
+
+    /// Counts a binary frame from a peer (the protocol is text-only) and carries on.
+    pub fn reject_binary(&self, peer_id: &str, len: usize) {
+        self.inner
+            .counters
+            .frames_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            peer = peer_id,
+            len,
+            "binary frame rejected: the peer protocol is JSON text"
+        );
+    }
+
+    /// Waits until an unread inbound message exists or `timeout` passes; true if one exists.
+    pub async fn wait_for_inbox(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.inbox_notify.notified();
+            if self.unread() > 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.unread() > 0;
+            }
+        }
+    }
+}

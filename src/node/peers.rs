@@ -1,0 +1,170 @@
+//! The peer table: every node we are or were connected to, with its connection state,
+//! counters, card, offline queue, and the handle used to write frames to it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::queue::OfflineQueue;
+use super::store::QueuedRow;
+
+/// What the connection task of a peer is asked to write.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A live frame (already stored as sent).
+    Frame { message_id: String, json: Arc<str> },
+    /// A frame from the offline queue; removed from the store once written.
+    Queued(QueuedRow),
+}
+
+/// The durable part of a peer entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerRecord {
+    /// Local id: `peer_001`, `peer_002`, … in registration order.
+    pub id: String,
+    /// Display name: the name given at connect time, else the agent name, else the id.
+    pub name: String,
+    /// The agent name from the peer's card.
+    #[serde(default)]
+    pub agent_name: Option<String>,
+    /// The link we dialled (none for peers that dialled us).
+    #[serde(default)]
+    pub link: Option<String>,
+    /// Whether this node dials the peer (and redials after drops and restarts).
+    #[serde(default)]
+    pub dialed: bool,
+    /// Last connection time.
+    #[serde(default)]
+    pub connected_at: Option<String>,
+    /// Last disconnection time.
+    #[serde(default)]
+    pub disconnected_at: Option<String>,
+    /// Messages sent to this peer.
+    #[serde(default)]
+    pub messages_sent: u64,
+    /// Messages received from this peer.
+    #[serde(default)]
+    pub messages_received: u64,
+    /// The peer's AgentCard.
+    #[serde(default)]
+    pub agent_card: Option<Value>,
+    /// Remote socket address of the current or last connection.
+    #[serde(default)]
+    pub remote_address: Option<String>,
+    /// Set when the user removed the peer: it is no longer dialled.
+    #[serde(default)]
+    pub removed: bool,
+}
+
+/// A peer entry: the record plus live state.
+#[derive(Debug)]
+pub struct Peer {
+    /// Durable fields.
+    pub record: PeerRecord,
+    /// Whether a connection is up and the handshake done.
+    pub connected: bool,
+    /// Writer of the live connection.
+    pub outbox: Option<mpsc::Sender<Outbound>>,
+    /// Bumped on every connection, so a stale connection's teardown cannot detach a new one.
+    pub generation: u64,
+    /// Frames waiting for the peer.
+    pub queue: OfflineQueue,
+    /// Connection attempts since the last success (dialled peers).
+    pub attempts: u32,
+    /// Last dial error, shown in `/peers`.
+    pub last_error: Option<String>,
+}
+
+impl Peer {
+    /// A new, not yet connected entry.
+    pub fn new(record: PeerRecord) -> Peer {
+        Peer {
+            record,
+            connected: false,
+            outbox: None,
+            generation: 0,
+            queue: OfflineQueue::default(),
+            attempts: 0,
+            last_error: None,
+        }
+    }
+
+    /// Whether `key` names this peer (id, display name or agent name).
+    pub fn answers_to(&self, key: &str) -> bool {
+        self.record.id == key
+            || self.record.name == key
+            || self.record.agent_name.as_deref() == Some(key)
+    }
+
+    /// The `/peers` entry (the reference's fields plus queue depth and dial state).
+    pub fn to_json(&self) -> Value {
+        let r = &self.record;
+        json!({
+            "id": r.id,
+            "name": r.name,
+            "agent_name": r.agent_name,
+            "link": r.link,
+            "connected": self.connected,
+            "ws_ready": self.connected,
+            "connected_at": r.connected_at,
+            "disconnected_at": r.disconnected_at,
+            "messages_sent": r.messages_sent,
+            "messages_received": r.messages_received,
+            "agent_card": r.agent_card,
+            "remote_address": r.remote_address,
+            "dialed": r.dialed,
+            "offline_queue_depth": self.queue.len(),
+            "reconnect_attempts": self.attempts,
+            "last_error": self.last_error,
+        })
+    }
+}
+
+/// All peers, by id, in registration order.
+#[derive(Debug, Default)]
+pub struct PeerTable {
+    /// Entries by id (ids sort in registration order).
+    pub peers: BTreeMap<String, Peer>,
+    /// Last number used for a `peer_NNN` id.
+    pub counter: u64,
+}
+
+impl PeerTable {
+    /// The next free `peer_NNN` id.
+    pub fn next_id(&mut self) -> String {
+        self.counter += 1;
+        format!("peer_{:03}", self.counter)
+    }
+
+    /// Finds a peer by id, display name or agent name (id wins).
+    pub fn resolve(&self, key: &str) -> Option<&Peer> {
+        self.peers.get(key).or_else(|| {
+            self.peers
+                .values()
+                .find(|p| !p.record.removed && p.answers_to(key))
+        })
+    }
+
+    /// Mutable [`PeerTable::resolve`].
+    pub fn resolve_mut(&mut self, key: &str) -> Option<&mut Peer> {
+        let id = self.resolve(key)?.record.id.clone();
+        self.peers.get_mut(&id)
+    }
+
+    /// Ids of connected peers.
+    pub fn connected_ids(&self) -> Vec<String> {
+        self.peers
+            .values()
+            .filter(|p| p.connected)
+            .map(|p| p.record.id.clone())
+            .collect()
+    }
+
+    /// Entries that are not removed.
+    pub fn active(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.values().filter(|p| !p.record.removed)
+    }
+}

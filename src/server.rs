@@ -1,0 +1,86 @@
+//! A running node with its two listeners: what `acp-relay serve`, `acp-relay mcp`, the tests
+//! and the benchmarks start. Binding happens before `start` returns, so the chosen ports are
+//! known (and logged) immediately.
+
+use std::net::SocketAddr;
+
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::node::Node;
+use crate::node::error::{NodeError, NodeResult};
+use crate::{http, wire};
+
+/// A started node: its handle, its bound addresses, and the tasks serving it.
+pub struct Server {
+    /// The node.
+    pub node: Node,
+    /// Where the REST/SSE API listens.
+    pub http_addr: SocketAddr,
+    /// Where the peer WebSocket listens.
+    pub ws_addr: SocketAddr,
+    http_task: JoinHandle<()>,
+    ws_task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the store, binds both ports (0 = any free port), starts serving and redials the
+    /// peers this node dialled before.
+    pub async fn start(config: Config) -> NodeResult<Server> {
+        let node = Node::open(config)?;
+        let bind_err = |what: &str, host: &str, port: u16, e: std::io::Error| {
+            NodeError::internal(format!(
+                "cannot listen for {what} on {host}:{port}: {e} (another acp-relay running? pick another port, or 0 for any)"
+            ))
+        };
+        let cfg = node.config().clone();
+        let ws_listener = wire::peer::bind(&node)
+            .await
+            .map_err(|e| bind_err("peers", &cfg.ws_host, cfg.port, e))?;
+        let http_listener = http::bind(&node)
+            .await
+            .map_err(|e| bind_err("HTTP", &cfg.http_host, cfg.http_port, e))?;
+        let ws_addr = ws_listener
+            .local_addr()
+            .map_err(|e| NodeError::internal(e.to_string()))?;
+        let http_addr = http_listener
+            .local_addr()
+            .map_err(|e| NodeError::internal(e.to_string()))?;
+        node.set_dialer(Box::new(wire::peer::spawn_dialer));
+        let ws_task = tokio::spawn(wire::peer::serve(node.clone(), ws_listener));
+        let n = node.clone();
+        let http_task = tokio::spawn(async move {
+            if let Err(e) = http::serve(n, http_listener).await {
+                tracing::error!("HTTP server stopped: {e}");
+            }
+        });
+        node.start_saved_dials()?;
+        tracing::info!(
+            name = node.name(),
+            peer_port = ws_addr.port(),
+            http = %http_addr,
+            link = %node.link(),
+            data_dir = %node.config().data_dir.display(),
+            "acp-relay node ready"
+        );
+        Ok(Server {
+            node,
+            http_addr,
+            ws_addr,
+            http_task,
+            ws_task,
+        })
+    }
+
+    /// Base URL of the REST API (`http://127.0.0.1:PORT`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// Graceful stop: stop accepting, close peer connections politely, flush the store.
+    pub async fn shutdown(self) {
+        self.node.shutdown().await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http_task).await;
+        let _ = self.ws_task.await;
+    }
+}

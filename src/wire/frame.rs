@@ -1,0 +1,153 @@
+//! Peer WebSocket frames. Inbound frames are classified by `type` while the original JSON is
+//! kept (it is stored verbatim and fields we do not know survive); outbound frames are built
+//! here so their shape matches the reference's field for field.
+
+use serde_json::{Map, Value, json};
+
+use crate::node::ids::{make_id, now_iso};
+
+/// A classified inbound frame.
+#[derive(Debug)]
+pub enum Inbound {
+    /// `acp.agent_card`: the peer's card.
+    AgentCard(Value),
+    /// `acp.message` (or any frame with `parts`): a business message.
+    Message(Map<String, Value>),
+    /// `acp.reply`: the answer to a synchronous send.
+    Reply(Map<String, Value>),
+    /// `task.updated`: the peer changed a task we share.
+    TaskUpdated(Map<String, Value>),
+    /// `task.delegate`: the peer hands us a task.
+    TaskDelegate(Map<String, Value>),
+    /// `error`: the peer refused something (e.g. `invalid_token`).
+    Error(Map<String, Value>),
+    /// Anything else; logged and ignored.
+    Other(String),
+}
+
+/// Why a frame was refused before it reached the node.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// Larger than `--max-msg-size`.
+    TooLarge(usize),
+    /// Not valid JSON, or not a JSON object.
+    NotJson(String),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::TooLarge(n) => write!(f, "frame of {n} bytes over the size limit"),
+            FrameError::NotJson(e) => write!(f, "frame is not a JSON object: {e}"),
+        }
+    }
+}
+
+/// Parses and classifies one text frame.
+pub fn parse(text: &str, max_size: usize) -> Result<Inbound, FrameError> {
+    if text.len() > max_size {
+        return Err(FrameError::TooLarge(text.len()));
+    }
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| FrameError::NotJson(e.to_string()))?;
+    let Value::Object(map) = value else {
+        return Err(FrameError::NotJson("top level is not an object".into()));
+    };
+    let kind = map
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    Ok(match kind.as_str() {
+        "acp.agent_card" => Inbound::AgentCard(map.get("card").cloned().unwrap_or(Value::Null)),
+        "acp.reply" => Inbound::Reply(map),
+        "task.updated" => Inbound::TaskUpdated(map),
+        "task.delegate" => Inbound::TaskDelegate(map),
+        "error" => Inbound::Error(map),
+        "acp.message" => Inbound::Message(map),
+        _ if map.get("parts").is_some_and(Value::is_array) => Inbound::Message(map),
+        _ => Inbound::Other(kind),
+    })
+}
+
+/// The card frame both sides send right after the connection opens.
+pub fn agent_card(card: &Value) -> Value {
+    json!({"type": "acp.agent_card", "message_id": make_id("card"), "ts": now_iso(), "card": card})
+}
+
+/// The `task.updated` frame sent when a shared task changes here.
+pub fn task_updated(from: &str, task_id: &str, status: &str, artifact: Option<&Value>) -> Value {
+    json!({
+        "type": "task.updated",
+        "message_id": make_id("msg"),
+        "ts": now_iso(),
+        "from": from,
+        "task_id": task_id,
+        "status": status,
+        "artifact": artifact.cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// The `task.delegate` frame sent for `POST /tasks` with `delegate: true`.
+pub fn task_delegate(from: &str, task_id: &str, payload: &Value) -> Value {
+    json!({
+        "type": "task.delegate",
+        "message_id": make_id("msg"),
+        "ts": now_iso(),
+        "from": from,
+        "task_id": task_id,
+        "payload": payload,
+    })
+}
+
+/// The `acp.reply` frame answering a synchronous send.
+pub fn reply(
+    from: &str,
+    correlation_id: &str,
+    content: Option<&Value>,
+    parts: Option<&Value>,
+) -> Value {
+    json!({
+        "type": "acp.reply",
+        "message_id": make_id("msg"),
+        "ts": now_iso(),
+        "from": from,
+        "correlation_id": correlation_id,
+        "content": content.cloned().unwrap_or(Value::Null),
+        "parts": parts.cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// The error frame a host sends before closing a connection with a bad token.
+pub fn invalid_token() -> Value {
+    json!({"type": "error", "code": "invalid_token"})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_frames() {
+        assert!(matches!(
+            parse(r#"{"type":"acp.message","parts":[]}"#, 1024),
+            Ok(Inbound::Message(_))
+        ));
+        assert!(matches!(
+            parse(r#"{"type":"acp.agent_card","card":{"name":"x"}}"#, 1024),
+            Ok(Inbound::AgentCard(_))
+        ));
+        assert!(
+            matches!(parse(r#"{"type":"weird"}"#, 1024), Ok(Inbound::Other(t)) if t == "weird")
+        );
+        assert!(matches!(
+            parse("not json", 1024),
+            Err(FrameError::NotJson(_))
+        ));
+        assert!(matches!(parse("[1,2]", 1024), Err(FrameError::NotJson(_))));
+        assert_eq!(
+            parse(&"x".repeat(2000), 1024).unwrap_err(),
+            FrameError::TooLarge(2000)
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! `acp://host:port/token` links: parsing, formatting and the token check a host does on
+//! every dialling peer. A link is the whole address of a node, so its parser is strict and
+//! its errors say exactly what is wrong.
+
+use std::fmt;
+
+/// A parsed `acp://` link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// Peer WebSocket port (7801 when the link omits it, as in the reference).
+    pub port: u16,
+    /// The node's token (`tok_…`).
+    pub token: String,
+}
+
+/// Longest link we accept; anything longer is garbage, not an address.
+const MAX_LINK_LEN: usize = 2048;
+
+impl Link {
+    /// Parses a link, rejecting other schemes, missing parts and out-of-range ports.
+    pub fn parse(text: &str) -> Result<Link, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("link must be a non-empty string".into());
+        }
+        if text.len() > MAX_LINK_LEN {
+            return Err(format!("link longer than {MAX_LINK_LEN} characters"));
+        }
+        if text.starts_with("acp+wss://") || text.starts_with("acp+ws://") {
+            return Err(format!(
+                "relay links (acp+wss://) are not supported: acp-relay never routes through a \
+                 third-party relay; use the peer's direct acp:// link: {text:?}"
+            ));
+        }
+        let rest = text.strip_prefix("acp://").ok_or_else(|| {
+            format!("invalid link scheme (expected acp://host:port/token): {text:?}")
+        })?;
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let token = path.trim_matches('/');
+        let token = token.split(['?', '#']).next().unwrap_or("");
+        if token.is_empty() {
+            return Err(format!("link missing token: {text:?}"));
+        }
+        if token.contains('/')
+            || !token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!("link token has invalid characters: {text:?}"));
+        }
+        let (host, port) = split_host_port(authority)
+            .ok_or_else(|| format!("link has an invalid host or port: {text:?}"))?;
+        if host.is_empty() {
+            return Err(format!("link missing host: {text:?}"));
+        }
+        Ok(Link {
+            host,
+            port,
+            token: token.to_owned(),
+        })
+    }
+
+    /// The WebSocket URL a dialer opens.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}:{}/{}", bracket(&self.host), self.port, self.token)
+    }
+}
+
+impl fmt::Display for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "acp://{}:{}/{}",
+            bracket(&self.host),
+            self.port,
+            self.token
+        )
+    }
+}
+
+fn bracket(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+fn split_host_port(authority: &str) -> Option<(String, u16)> {
+    if authority.contains('@') {
+        return None;
+    }
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => parse_port(p)?,
+            None if after.is_empty() => 7801,
+            None => return None,
+        };
+        return Some((host.to_owned(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Some((host.to_owned(), parse_port(port)?)),
+        Some(_) => None,
+        None => Some((authority.to_owned(), 7801)),
+    }
+    .filter(|(h, _)| {
+        h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    })
+}
+
+fn parse_port(p: &str) -> Option<u16> {
+    let port: u16 = p.parse().ok()?;
+    (port != 0).then_some(port)
+}
+
+/// Compares the path a dialer asked for with this node's token, in constant time.
+pub fn token_matches(path: &str, token: &str) -> bool {
+    let asked = path.trim_matches('/');
+    let asked = asked.split('?').next().unwrap_or("");
+    asked.len() == token.len()
+        && asked
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_formats() {
+        let link = Link::parse("acp://127.0.0.1:7801/tok_0123456789abcdef").unwrap();
+        assert_eq!(link.host, "127.0.0.1");
+        assert_eq!(link.port, 7801);
+        assert_eq!(link.token, "tok_0123456789abcdef");
+        assert_eq!(
+            link.to_string(),
+            "acp://127.0.0.1:7801/tok_0123456789abcdef"
+        );
+        assert_eq!(link.ws_url(), "ws://127.0.0.1:7801/tok_0123456789abcdef");
+        let v6 = Link::parse("acp://[::1]:9000/tok_a").unwrap();
+        assert_eq!(v6.host, "::1");
+        assert_eq!(v6.to_string(), "acp://[::1]:9000/tok_a");
+        assert_eq!(Link::parse("acp://example.org/tok_a").unwrap().port, 7801);
+    }
+
+    #[test]
+    fn rejects_bad_links() {
+        for bad in [
+            "",
+            "http://1.2.3.4:7801/tok_a",
+            "acp://1.2.3.4:7801/",
+            "acp://1.2.3.4:99999/tok_a",
+            "acp://1.2.3.4:0/tok_a",
+            "acp://:7801/tok_a",
+            "acp://user@host:7801/tok_a",
+            "acp://host:7801/tok a",
+            "acp+wss://relay.example/acp/tok_a",
+            "acp://ho st:1/tok",
+        ] {
+            assert!(Link::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn token_check_is_exact() {
+        assert!(token_matches("/tok_abc", "tok_abc"));
+        assert!(token_matches("tok_abc/", "tok_abc"));
+        assert!(!token_matches("/tok_abd", "tok_abc"));
+        assert!(!token_matches("/tok_ab", "tok_abc"));
+        assert!(!token_matches("/", "tok_abc"));
+    }
+}

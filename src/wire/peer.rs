@@ -1,0 +1,311 @@
+//! Peer WebSocket connections: the listener that accepts dialling peers (token checked on the
+//! path), the dialler that keeps a connection to every peer we were asked to join (with
+//! backoff, also after a restart), and the session loop both share: card exchange, offline
+//! queue flush, frame reading, writing, and keep-alive pings.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use super::frame;
+use super::link::{Link, token_matches};
+use crate::node::Node;
+use crate::node::peers::Outbound;
+
+/// Interval between keep-alive pings (the reference's 20 s).
+const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// A connection silent for this long (no frame, no pong) is considered dead.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed for the TCP connect plus WebSocket handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an accepted connection may take to send its first frame (its card).
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait between redials.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Inbound frames between durability barriers, bounding the unflushed backlog per connection.
+const FLUSH_EVERY: u32 = 256;
+
+fn ws_config(node: &Node) -> WebSocketConfig {
+    // Frames above --max-msg-size are refused by the node with a log line; the transport cap
+    // is looser so that such a frame does not tear the connection down.
+    let cap = node
+        .config()
+        .max_msg_size
+        .saturating_mul(4)
+        .max(16 * 1024 * 1024);
+    WebSocketConfig::default()
+        .max_message_size(Some(cap))
+        .max_frame_size(Some(cap))
+}
+
+/// Binds the peer listener.
+pub async fn bind(node: &Node) -> std::io::Result<TcpListener> {
+    let cfg = node.config();
+    let listener = TcpListener::bind((cfg.ws_host.as_str(), cfg.port)).await?;
+    node.set_ws_port(listener.local_addr()?.port());
+    Ok(listener)
+}
+
+/// Accepts peers until shutdown.
+pub async fn serve(node: Node, listener: TcpListener) {
+    let shutdown = node.shutdown_token();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    let node2 = node.clone();
+                    node.background().spawn(async move { accept_one(node2, stream, addr).await });
+                }
+                Err(e) => {
+                    tracing::warn!("peer accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+// The handshake callback's error type is tungstenite's HTTP response; its size is not ours.
+#[allow(clippy::result_large_err)]
+async fn accept_one(node: Node, stream: TcpStream, addr: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let mut path = String::new();
+    let callback = |req: &Request, resp: Response| {
+        path = req.uri().path().to_owned();
+        Ok(resp)
+    };
+    let handshake =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(&node)));
+    let mut ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, "peer handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%addr, "peer handshake timed out");
+            return;
+        }
+    };
+    if !token_matches(&path, node.token()) {
+        tracing::warn!(%addr, "peer refused: invalid token");
+        let _ = ws
+            .send(Message::text(frame::invalid_token().to_string()))
+            .await;
+        let _ = ws.close(None).await;
+        return;
+    }
+    if ws
+        .send(Message::text(frame::agent_card(&node.card()).to_string()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    // The reference sends its card first thing; wait for it so the peer can be recognised
+    // (and its offline queue re-attached) by agent name.
+    let first = match tokio::time::timeout(FIRST_FRAME_TIMEOUT, next_text(&mut ws)).await {
+        Ok(Some(text)) => text,
+        _ => {
+            tracing::debug!(%addr, "peer sent nothing after the handshake");
+            return;
+        }
+    };
+    let card = match frame::parse(&first, node.config().max_msg_size) {
+        Ok(frame::Inbound::AgentCard(card)) => Some(card),
+        _ => None,
+    };
+    let name = card
+        .as_ref()
+        .and_then(|c| c.get("name"))
+        .and_then(|n| n.as_str())
+        .map(str::to_owned);
+    let peer_id = node.register_inbound(name.as_deref(), card.clone());
+    tracing::info!(peer = %peer_id, %addr, name = name.as_deref().unwrap_or("?"), "peer connected (inbound)");
+    let pending_first = if card.is_some() { None } else { Some(first) };
+    run_session(node, peer_id, ws, Some(addr.to_string()), pending_first).await;
+}
+
+async fn next_text<S>(ws: &mut WebSocketStream<S>) -> Option<String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(msg) = ws.next().await {
+        match msg {
+            Ok(Message::Text(t)) => return Some(t.to_string()),
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Starts the dial loop of a peer (the node's dialer hook).
+pub fn spawn_dialer(node: Node, peer_id: String) {
+    let n = node.clone();
+    node.background()
+        .spawn(async move { dial_loop(n, peer_id).await });
+}
+
+async fn dial_loop(node: Node, peer_id: String) {
+    let shutdown = node.shutdown_token();
+    let mut backoff = Duration::from_millis(250);
+    while let Some(link_text) = node.should_dial(&peer_id) {
+        if node.peer_is_connected(&peer_id) {
+            // Another dial loop (a repeated connect) already holds the connection.
+            return;
+        }
+        let link = match Link::parse(&link_text) {
+            Ok(l) => l,
+            Err(e) => {
+                node.note_dial_failure(&peer_id, &e);
+                return;
+            }
+        };
+        let attempt = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            tokio_tungstenite::connect_async_with_config(
+                link.ws_url(),
+                Some(ws_config(&node)),
+                true,
+            ),
+        );
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = attempt => r,
+        };
+        match result {
+            Ok(Ok((mut ws, _))) => {
+                if ws
+                    .send(Message::text(frame::agent_card(&node.card()).to_string()))
+                    .await
+                    .is_ok()
+                {
+                    tracing::info!(peer = %peer_id, link = %link_text, "peer connected (dialled)");
+                    backoff = Duration::from_millis(250);
+                    run_session(
+                        node.clone(),
+                        peer_id.clone(),
+                        ws,
+                        Some(format!("{}:{}", link.host, link.port)),
+                        None,
+                    )
+                    .await;
+                }
+            }
+            Ok(Err(e)) => {
+                let n = node.note_dial_failure(&peer_id, &e.to_string());
+                tracing::debug!(peer = %peer_id, attempt = n, "dial failed: {e}");
+            }
+            Err(_) => {
+                node.note_dial_failure(&peer_id, "connect timed out");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Runs one established connection until it ends, then detaches it from the node.
+async fn run_session<S>(
+    node: Node,
+    peer_id: String,
+    ws: WebSocketStream<S>,
+    remote: Option<String>,
+    pending_first: Option<String>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let capacity = node.config().offline_queue_limit + 1024;
+    let (tx, mut rx) = mpsc::channel::<Outbound>(capacity);
+    let generation = node.attach_connection(&peer_id, tx, remote);
+    let (mut sink, mut stream) = ws.split();
+    let shutdown = node.shutdown_token();
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.tick().await;
+    let mut last_heard = tokio::time::Instant::now();
+    let mut since_flush = 0u32;
+    let mut leftovers: Vec<Outbound> = Vec::new();
+
+    if let Some(first) = pending_first {
+        node.on_frame(&peer_id, &first);
+    }
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                let _ = sink.send(Message::Close(None)).await;
+                break;
+            }
+            out = rx.recv() => {
+                let Some(out) = out else { break };
+                let text = match &out {
+                    Outbound::Frame { json, .. } => json.to_string(),
+                    Outbound::Queued(row) => row.frame.to_string(),
+                };
+                match sink.send(Message::text(text)).await {
+                    Ok(()) => {
+                        if let Outbound::Queued(row) = &out {
+                            node.queued_frame_sent(&peer_id, row.id);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!(peer = %peer_id, "write failed: {e}");
+                        leftovers.push(out);
+                        break;
+                    }
+                }
+            }
+            msg = stream.next() => {
+                last_heard = tokio::time::Instant::now();
+                match msg {
+                    Some(Ok(Message::Text(text))) => {
+                        node.on_frame(&peer_id, text.as_str());
+                        since_flush += 1;
+                        if since_flush >= FLUSH_EVERY {
+                            since_flush = 0;
+                            let _ = node.store().flush().await;
+                        }
+                    }
+                    Some(Ok(Message::Binary(b))) => {
+                        node.reject_binary(&peer_id, b.len());
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Err(e)) => {
+                        tracing::info!(peer = %peer_id, "connection error: {e}");
+                        break;
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > IDLE_TIMEOUT + PING_INTERVAL {
+                    tracing::info!(peer = %peer_id, "peer silent too long; dropping connection");
+                    break;
+                }
+                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    rx.close();
+    while let Ok(out) = rx.try_recv() {
+        leftovers.push(out);
+    }
+    let _ = node.store().flush().await;
+    node.detach_connection(&peer_id, generation, leftovers);
+    tracing::info!(peer = %peer_id, "peer disconnected");
+}
