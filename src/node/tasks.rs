@@ -198,6 +198,17 @@ impl Node {
             (task.clone(), old != state)
         };
         self.persist_task(&task);
+        // The artifact goes out before the status that may end a task, so a subscriber that
+        // stops at the terminal status has already seen the result.
+        if let Some(a) = artifact {
+            let mut ev = Map::new();
+            ev.insert("task_id".into(), json!(task.id));
+            ev.insert("artifact".into(), a);
+            if let Some(c) = &task.context_id {
+                ev.insert("context_id".into(), json!(c));
+            }
+            self.inner.events.emit("artifact", ev);
+        }
         if changed {
             let mut ev = Map::new();
             ev.insert("task_id".into(), json!(task.id));
@@ -207,15 +218,6 @@ impl Node {
                 ev.insert("context_id".into(), json!(c));
             }
             self.inner.events.emit("status", ev);
-        }
-        if let Some(a) = artifact {
-            let mut ev = Map::new();
-            ev.insert("task_id".into(), json!(task.id));
-            ev.insert("artifact".into(), a);
-            if let Some(c) = &task.context_id {
-                ev.insert("context_id".into(), json!(c));
-            }
-            self.inner.events.emit("artifact", ev);
         }
         Ok(task)
     }
