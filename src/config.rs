@@ -107,6 +107,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Per-peer offline queue limit.
     pub offline_queue_limit: usize,
+    /// When the ports or the data dir are taken by another instance, use free ports and a
+    /// sibling data dir instead of failing (what `acp-relay mcp` wants: a second MCP host
+    /// must get a working node, not a crash).
+    pub instance_fallback: bool,
 }
 
 impl NodeArgs {
@@ -158,6 +162,7 @@ impl NodeArgs {
             skills,
             data_dir,
             offline_queue_limit: self.offline_queue_limit.max(1),
+            instance_fallback: false,
         })
     }
 }
@@ -180,6 +185,7 @@ impl Config {
             skills: Vec::new(),
             data_dir,
             offline_queue_limit: DEFAULT_OFFLINE_QUEUE_LIMIT,
+            instance_fallback: false,
         }
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod http;
+pub mod mcp;
 pub mod node;
 pub mod server;
 pub mod wire;

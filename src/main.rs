@@ -19,8 +19,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a headless node: peer WebSocket plus the REST/SSE API.
+    /// Run a headless node: peer WebSocket, REST/SSE API, and MCP over Streamable HTTP at /mcp.
     Serve(NodeArgs),
+    /// What an MCP host launches: MCP over stdio plus the same node (its REST/SSE port keeps
+    /// working beside the LLM). If the ports or the data dir are taken by another instance,
+    /// it uses free ports and its own data dir, and says so on stderr and in acp_status.
+    Mcp(NodeArgs),
 }
 
 fn init_logging() {
@@ -60,28 +64,46 @@ async fn wait_for_signal() {
 async fn main() -> std::process::ExitCode {
     init_logging();
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => {
-            let config = match args.resolve() {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("acp-relay: {e}");
-                    return std::process::ExitCode::from(2);
-                }
-            };
-            let server = match Server::start(config).await {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("acp-relay: {}", e.message);
-                    return std::process::ExitCode::FAILURE;
-                }
-            };
-            eprintln!("acp-relay: link {}", server.node.link());
-            eprintln!("acp-relay: REST API {}", server.base_url());
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            server.shutdown().await;
-            std::process::ExitCode::SUCCESS
+    let (args, mcp) = match cli.command {
+        Command::Serve(args) => (args, false),
+        Command::Mcp(args) => (args, true),
+    };
+    let mut config = match args.resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("acp-relay: {e}");
+            return std::process::ExitCode::from(2);
         }
+    };
+    config.instance_fallback = mcp;
+    let server = match Server::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("acp-relay: {}", e.message);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    eprintln!("acp-relay: link {}", server.node.link());
+    eprintln!(
+        "acp-relay: REST API {}  (MCP: {}/mcp)",
+        server.base_url(),
+        server.base_url()
+    );
+    if mcp {
+        // stdout belongs to MCP; the session ends when the host closes stdin.
+        let node = server.node.clone();
+        tokio::select! {
+            r = acp_relay::mcp::serve_stdio(node) => {
+                if let Err(e) = r {
+                    eprintln!("acp-relay: {e}");
+                }
+            }
+            _ = wait_for_signal() => {}
+        }
+    } else {
+        wait_for_signal().await;
     }
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    std::process::ExitCode::SUCCESS
 }

@@ -34,12 +34,29 @@ impl Server {
             ))
         };
         let cfg = node.config().clone();
-        let ws_listener = wire::peer::bind(&node)
-            .await
-            .map_err(|e| bind_err("peers", &cfg.ws_host, cfg.port, e))?;
-        let http_listener = http::bind(&node)
-            .await
-            .map_err(|e| bind_err("HTTP", &cfg.http_host, cfg.http_port, e))?;
+        let fallback = cfg.instance_fallback;
+        let ws_listener = match wire::peer::bind(&node, cfg.port).await {
+            Err(e) if fallback && e.kind() == std::io::ErrorKind::AddrInUse => {
+                tracing::warn!(
+                    port = cfg.port,
+                    "peer port in use; using a free port instead"
+                );
+                wire::peer::bind(&node, 0).await
+            }
+            other => other,
+        }
+        .map_err(|e| bind_err("peers", &cfg.ws_host, cfg.port, e))?;
+        let http_listener = match http::bind(&node, cfg.http_port).await {
+            Err(e) if fallback && e.kind() == std::io::ErrorKind::AddrInUse => {
+                tracing::warn!(
+                    port = cfg.http_port,
+                    "HTTP port in use; using a free port instead"
+                );
+                http::bind(&node, 0).await
+            }
+            other => other,
+        }
+        .map_err(|e| bind_err("HTTP", &cfg.http_host, cfg.http_port, e))?;
         let ws_addr = ws_listener
             .local_addr()
             .map_err(|e| NodeError::internal(e.to_string()))?;

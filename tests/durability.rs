@@ -64,11 +64,10 @@ async fn offline_queue_survives_restarts_and_flushes_in_order() {
     }
     let (_, q) = a.get("/offline-queue").await;
     assert_eq!(q["total_queued"], 10);
-    assert_eq!(
+    assert!(
         q["queue"]["peer_001"]["messages"][0]["id"]
             .as_str()
-            .is_some(),
-        true
+            .is_some()
     );
 
     // Restart alpha: the queue is in the store.

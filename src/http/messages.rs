@@ -120,13 +120,6 @@ pub async fn list(State(node): State<Node>, params: Params) -> ApiResult<Json<Va
     let offset = params
         .uint("offset", "offset must be a non-negative integer")?
         .unwrap_or(0);
-    for key in ["limit", "offset"] {
-        if params.str(key).is_some_and(|v| v.trim().starts_with('-')) {
-            return Err(
-                NodeError::invalid("limit and offset must be non-negative integers").into(),
-            );
-        }
-    }
     let received_after =
         match params.str("received_after") {
             None => None,

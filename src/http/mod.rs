@@ -70,6 +70,7 @@ pub fn router(node: Node) -> Router {
             get(tasks::get_action).post(tasks::post_action),
         )
         .merge(unsupported::routes())
+        .nest_service("/mcp", crate::mcp::http_service(node.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -101,10 +102,10 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     .into_response()
 }
 
-/// Binds the HTTP listener on the configured host and port.
-pub async fn bind(node: &Node) -> std::io::Result<TcpListener> {
+/// Binds the HTTP listener on the configured host and `port` (0 = any free port).
+pub async fn bind(node: &Node, port: u16) -> std::io::Result<TcpListener> {
     let cfg = node.config();
-    let listener = TcpListener::bind((cfg.http_host.as_str(), cfg.http_port)).await?;
+    let listener = TcpListener::bind((cfg.http_host.as_str(), port)).await?;
     node.set_http_port(listener.local_addr()?.port());
     Ok(listener)
 }

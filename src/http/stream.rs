@@ -178,11 +178,11 @@ pub fn task_stream(
     node: Node,
     task_id: String,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let terminal = node
+    // Subscribe first, then look: a task that finishes in between still ends the stream.
+    let mut cursor = Cursor::new(node.clone(), None, Filter::Task(task_id.clone()));
+    cursor.finished = node
         .task(&task_id)
         .map(|t| t.status.is_terminal())
         .unwrap_or(false);
-    let mut cursor = Cursor::new(node, None, Filter::Task(task_id));
-    cursor.finished = terminal;
     sse_stream(cursor)
 }

@@ -164,25 +164,6 @@ impl Node {
     /// peer or its offline queue, and for `sync` waits for the reply.
     pub async fn send(&self, req: SendRequest) -> NodeResult<SendOutcome> {
         ensure_running(self)?;
-        if let Some(id) = &req.message_id {
-            let previous = self
-                .inner
-                .sent_ids
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(id);
-            if let Some(seq) = previous {
-                return Ok(SendOutcome {
-                    message_id: id.clone(),
-                    server_seq: seq,
-                    peer_id: String::new(),
-                    delivery: Delivery::Duplicate,
-                    task: None,
-                    reply: None,
-                    queue_depth: 0,
-                });
-            }
-        }
         let target = self.pick_target(req.peer_id.as_deref(), req.message_id.as_deref())?;
         let message_id = req.message_id.clone().unwrap_or_else(|| make_id("msg"));
         let ts = now_iso();
@@ -217,6 +198,29 @@ impl Node {
         let peer_id = match &target {
             Target::Live(id, _) | Target::Away(id) => id.clone(),
         };
+        // Reserve the id and number it atomically: a second send with the same id (even a
+        // concurrent one) gets the first one's server_seq and sends nothing.
+        let server_seq = {
+            let mut sent = self
+                .inner
+                .sent_ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(seq) = sent.get(&message_id) {
+                return Ok(SendOutcome {
+                    message_id,
+                    server_seq: seq,
+                    peer_id: String::new(),
+                    delivery: Delivery::Duplicate,
+                    task: None,
+                    reply: None,
+                    queue_depth: 0,
+                });
+            }
+            let seq = self.inner.server_seq.fetch_add(1, Ordering::Relaxed) as i64 + 1;
+            sent.insert(&message_id, seq);
+            seq
+        };
         let mut task = None;
         if req.create_task {
             let created = self.create_task_internal(
@@ -231,7 +235,6 @@ impl Node {
             frame.insert("task_id".into(), json!(working.id));
             task = Some(working);
         }
-        let server_seq = self.inner.server_seq.fetch_add(1, Ordering::Relaxed) as i64 + 1;
         frame.insert("server_seq".into(), json!(server_seq));
         self.sign_frame(&mut frame);
         let frame = Value::Object(frame);
@@ -253,16 +256,11 @@ impl Node {
             received_at: now_unix(),
             consumed: true,
             frame: frame.clone(),
+            local_seq: 0,
         };
         self.inner
             .store
             .write(WriteOp::InsertMessage(Box::new(row)));
-        self.inner
-            .sent_ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(&message_id, server_seq);
-
         let waiter = req.sync.then(|| {
             let (tx, rx) = oneshot::channel();
             self.inner
@@ -625,6 +623,9 @@ impl Node {
             }
             peer.queue.restore(requeue);
             if peer.generation != generation {
+                // A newer connection is live: hand it what the old one did not write.
+                drop(peers);
+                self.pump_queue(peer_id);
                 return;
             }
             peer.connected = false;
@@ -636,6 +637,52 @@ impl Node {
         ev.insert("event".into(), json!("disconnected"));
         ev.insert("peer_id".into(), json!(peer_id));
         self.inner.events.emit("peer", ev);
+    }
+
+    /// The text of a queued frame as it goes out: marked `_was_queued` (as the reference
+    /// does) and, with a secret, stamped and signed now — a frame that waited longer than the
+    /// replay window would otherwise be refused by the receiver after leaving our queue.
+    pub fn queued_frame_text(&self, row: &QueuedRow) -> String {
+        let mut frame = match &row.frame {
+            Value::Object(m) => m.clone(),
+            other => return other.to_string(),
+        };
+        if frame.get("type").and_then(Value::as_str) == Some("acp.message") {
+            frame.insert("_was_queued".into(), Value::Bool(true));
+        }
+        if self.signer().is_some() {
+            frame.insert("ts".into(), json!(now_iso()));
+            self.sign_frame(&mut frame);
+        }
+        Value::Object(frame).to_string()
+    }
+
+    /// Moves frames waiting in a connected peer's offline queue into its outbox (frames that
+    /// were queued while the outbox was full, or left over from an older connection).
+    pub fn pump_queue(&self, peer_id: &str) {
+        let mut peers = self.lock_peers();
+        let Some(peer) = peers.peers.get_mut(peer_id) else {
+            return;
+        };
+        let Some(tx) = peer.outbox.clone().filter(|_| peer.connected) else {
+            return;
+        };
+        if peer.queue.is_empty() {
+            return;
+        }
+        let mut left = Vec::new();
+        for row in peer.queue.take_all() {
+            if !left.is_empty() {
+                left.push(row);
+                continue;
+            }
+            if let Err(e) = tx.try_send(Outbound::Queued(row))
+                && let Outbound::Queued(r) = e.into_inner()
+            {
+                left.push(r);
+            }
+        }
+        peer.queue.restore(left);
     }
 
     /// Called by the wire layer after a queued frame was written to the socket.

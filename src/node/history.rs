@@ -201,3 +201,146 @@ impl Node {
         }))
     }
 }
+
+/// Filters of [`Node::receive`].
+#[derive(Debug, Clone, Default)]
+pub struct ReceiveFilter {
+    /// Only from this peer (local id, display or agent name).
+    pub peer: Option<String>,
+    /// Only this conversation.
+    pub context_id: Option<String>,
+    /// Only this task.
+    pub task_id: Option<String>,
+}
+
+/// Metadata key of the cursor used when a caller of [`Node::receive`] passes none.
+const RECEIVE_CURSOR_KEY: &str = "receive_cursor";
+
+impl Node {
+    /// Inbound messages after `cursor` (a local sequence number), oldest first, at most
+    /// `limit`. Returns the rows, the cursor to pass next time, and whether more are waiting.
+    /// Without a cursor, reading starts where the last cursor-less read stopped (persisted),
+    /// so a new conversation sees what no earlier one was shown.
+    pub async fn receive(
+        &self,
+        cursor: Option<i64>,
+        filter: &ReceiveFilter,
+        limit: usize,
+    ) -> NodeResult<(Vec<MessageRow>, i64, bool)> {
+        let implicit = cursor.is_none();
+        let peer_keys = filter.peer.as_ref().map(|key| {
+            let peers = self.lock_peers();
+            match peers.resolve(key) {
+                Some(p) => (
+                    p.record.id.clone(),
+                    p.record.agent_name.clone().unwrap_or_else(|| key.clone()),
+                ),
+                None => (key.clone(), key.clone()),
+            }
+        });
+        let filter = filter.clone();
+        let limit = limit.clamp(1, 200);
+        let (rows, start) = self
+            .inner
+            .store
+            .read(move |conn| {
+                let start = match cursor {
+                    Some(c) => c,
+                    None => store::get_meta(conn, RECEIVE_CURSOR_KEY)?
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                };
+                let mut sql = format!(
+                    "SELECT {} FROM messages WHERE direction = 'inbound' AND rowid_seq > ?",
+                    store::MESSAGE_COLUMNS
+                );
+                let mut args: Vec<rusqlite::types::Value> = vec![start.into()];
+                if let Some((id, name)) = &peer_keys {
+                    sql.push_str(" AND (peer_id = ? OR sender = ?)");
+                    args.push(id.clone().into());
+                    args.push(name.clone().into());
+                }
+                if let Some(c) = &filter.context_id {
+                    sql.push_str(" AND context_id = ?");
+                    args.push(c.clone().into());
+                }
+                if let Some(t) = &filter.task_id {
+                    sql.push_str(" AND task_id = ?");
+                    args.push(t.clone().into());
+                }
+                sql.push_str(" ORDER BY rowid_seq LIMIT ?");
+                args.push(((limit + 1) as i64).into());
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt
+                    .query_map(
+                        rusqlite::params_from_iter(args.iter()),
+                        store::message_from_row,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok((rows, start))
+            })
+            .await?;
+        let has_more = rows.len() > limit;
+        let rows: Vec<MessageRow> = rows.into_iter().take(limit).collect();
+        let next = rows.last().map_or(start, |r| r.local_seq);
+        if implicit && next > start {
+            self.inner.store.write(WriteOp::SetMeta {
+                key: RECEIVE_CURSOR_KEY.into(),
+                value: next.to_string(),
+            });
+        }
+        Ok((rows, next, has_more))
+    }
+
+    /// [`Node::receive`] that, when nothing matches, waits up to `wait` for a matching
+    /// message (woken by arrivals, never polling) before answering.
+    pub async fn receive_wait(
+        &self,
+        cursor: Option<i64>,
+        filter: &ReceiveFilter,
+        limit: usize,
+        wait: std::time::Duration,
+    ) -> NodeResult<(Vec<MessageRow>, i64, bool)> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.inner.inbox_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let result = self.receive(cursor, filter, limit).await?;
+            if !result.0.is_empty()
+                || tokio::time::Instant::now() >= deadline
+                || self.is_shutting_down()
+            {
+                return Ok(result);
+            }
+            let shutdown = self.inner.shutdown.clone();
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = &mut notified => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    }
+}
+
+impl Node {
+    /// One received message by id (for replies).
+    pub async fn inbound_message(&self, message_id: &str) -> NodeResult<Option<MessageRow>> {
+        let id = message_id.to_owned();
+        self.inner
+            .store
+            .read(move |conn| {
+                use rusqlite::OptionalExtension;
+                conn.query_row(
+                    &format!(
+                        "SELECT {} FROM messages WHERE direction = 'inbound' AND message_id = ?1",
+                        store::MESSAGE_COLUMNS
+                    ),
+                    [id],
+                    store::message_from_row,
+                )
+                .optional()
+            })
+            .await
+    }
+}

@@ -45,8 +45,8 @@ impl Node {
                 FrameOutcome::Continue
             }
             Inbound::Message(map) => self.on_message(peer_id, map),
-            Inbound::Reply(map) => {
-                if let Some(why) = self.check_signature(&map) {
+            Inbound::Reply(mut map) => {
+                if let Some(why) = self.check_signature(&mut map) {
                     return self.reject(peer_id, &why);
                 }
                 let corr = map
@@ -72,8 +72,8 @@ impl Node {
                     None => FrameOutcome::Continue,
                 }
             }
-            Inbound::TaskUpdated(map) => {
-                if let Some(why) = self.check_signature(&map) {
+            Inbound::TaskUpdated(mut map) => {
+                if let Some(why) = self.check_signature(&mut map) {
                     return self.reject(peer_id, &why);
                 }
                 let Some(task_id) = map.get("task_id").and_then(Value::as_str) else {
@@ -96,8 +96,8 @@ impl Node {
                 }
                 FrameOutcome::Continue
             }
-            Inbound::TaskDelegate(map) => {
-                if let Some(why) = self.check_signature(&map) {
+            Inbound::TaskDelegate(mut map) => {
+                if let Some(why) = self.check_signature(&mut map) {
                     return self.reject(peer_id, &why);
                 }
                 let Some(task_id) = map.get("task_id").and_then(Value::as_str) else {
@@ -130,12 +130,15 @@ impl Node {
                 }
                 FrameOutcome::Continue
             }
-            Inbound::Other(kind) => self.reject(peer_id, &format!("unknown frame type {kind:?}")),
+            // The reference keeps any other frame as a "legacy" inbox entry; so do we, with
+            // the whole frame as a data part (instead of the reference's Python repr).
+            Inbound::Other(map) => self.on_legacy(peer_id, map),
         }
     }
 
-    /// Verifies HMAC when a secret is set; returns the reason to refuse, if any.
-    fn check_signature(&self, map: &Map<String, Value>) -> Option<String> {
+    /// Verifies HMAC when a secret is set; returns the reason to refuse, if any. A mismatch
+    /// accepted in lenient mode marks the frame `_sig_invalid: true`, as the reference does.
+    fn check_signature(&self, map: &mut Map<String, Value>) -> Option<String> {
         let signer = self.signer()?;
         let id = map
             .get("message_id")
@@ -146,6 +149,10 @@ impl Node {
         let sig = map.get("sig").and_then(Value::as_str);
         match signer.verify(id, ts, sig) {
             Verdict::Rejected(why) => Some(why),
+            Verdict::Flagged => {
+                map.insert("_sig_invalid".into(), Value::Bool(true));
+                None
+            }
             Verdict::Valid | Verdict::Unchecked => None,
         }
     }
@@ -168,20 +175,65 @@ impl Node {
         self.persist_peer(peer_id);
     }
 
-    fn on_message(&self, peer_id: &str, mut map: Map<String, Value>) -> FrameOutcome {
-        if let Some(why) = self.check_signature(&map) {
+    fn on_legacy(&self, peer_id: &str, mut map: Map<String, Value>) -> FrameOutcome {
+        if let Some(why) = self.check_signature(&mut map) {
             return self.reject(peer_id, &why);
         }
+        let whole = Value::Object(map.clone());
+        let mut entry = Map::new();
+        let id = map.get("message_id").or_else(|| map.get("id")).cloned();
+        entry.insert("type".into(), json!("acp.message"));
+        entry.insert(
+            "message_id".into(),
+            id.unwrap_or_else(|| json!(make_id("msg"))),
+        );
+        for key in [
+            "ts",
+            "from",
+            "context_id",
+            "task_id",
+            "server_seq",
+            "_sig_invalid",
+        ] {
+            if let Some(v) = map.get(key) {
+                entry.insert(key.into(), v.clone());
+            }
+        }
+        entry.insert("role".into(), json!("agent"));
+        entry.insert("parts".into(), json!([{"type": "data", "content": whole}]));
+        entry.insert("legacy".into(), Value::Bool(true));
+        self.on_message_checked(peer_id, entry)
+    }
+
+    fn on_message(&self, peer_id: &str, mut map: Map<String, Value>) -> FrameOutcome {
+        if let Some(why) = self.check_signature(&mut map) {
+            return self.reject(peer_id, &why);
+        }
+        self.on_message_checked(peer_id, map)
+    }
+
+    fn on_message_checked(&self, peer_id: &str, mut map: Map<String, Value>) -> FrameOutcome {
         let message_id = map
             .get("message_id")
             .or_else(|| map.get("id"))
             .and_then(Value::as_str)
             .map(str::to_owned)
             .unwrap_or_else(|| make_id("msg"));
-        let parts = match map.get("parts").map(validate_parts) {
-            Some(Ok(p)) => p,
-            Some(Err(e)) => return self.reject(peer_id, &format!("message {message_id}: {e}")),
-            None => return self.reject(peer_id, &format!("message {message_id} has no parts")),
+        // Peers are not held to our input rules (the reference does not validate parts it
+        // sends from /peer/{id}/send): any non-empty list of objects is kept as sent, and a
+        // part we do not understand is logged, not dropped.
+        let parts = match map.get("parts").and_then(Value::as_array) {
+            Some(list) if !list.is_empty() && list.iter().all(Value::is_object) => {
+                if let Err(e) = validate_parts(&Value::Array(list.clone())) {
+                    tracing::debug!(
+                        peer = peer_id,
+                        message_id,
+                        "message kept with unusual parts: {e}"
+                    );
+                }
+                list.clone()
+            }
+            _ => return self.on_legacy(peer_id, map),
         };
         let fresh = self
             .inner
@@ -241,6 +293,7 @@ impl Node {
             received_at: now_unix(),
             consumed: false,
             frame: Value::Object(map),
+            local_seq: 0,
         });
         self.inner
             .store

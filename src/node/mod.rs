@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use deliver::{Delivery, SendOutcome};
-pub use history::MessageQuery;
+pub use history::{MessageQuery, ReceiveFilter};
 pub use tasks::TaskQuery;
 
 use crate::config::Config;
@@ -113,6 +113,8 @@ pub(crate) struct Inner {
     pub(crate) link_host: String,
     /// Hook the wire layer installs so the node can start dialling a peer.
     pub(crate) dialer: OnceLock<Box<dyn Fn(Node, String) + Send + Sync>>,
+    /// Exclusive lock on the data dir, held while the node lives.
+    _lock: std::fs::File,
 }
 
 /// Handle to a running relay node. Cheap to clone; every front-end holds one.
@@ -124,7 +126,8 @@ pub struct Node {
 impl Node {
     /// Opens the store, restores tokens, peers, tasks, the inbox and the offline queue, and
     /// returns a node that is not yet listening (the wire layer binds and attaches).
-    pub fn open(config: Config) -> NodeResult<Node> {
+    pub fn open(mut config: Config) -> NodeResult<Node> {
+        let lock = lock_data_dir(&mut config)?;
         let store = Store::open(&config.data_dir.join("node.db"))?;
         let restored = store.read_now(restore)?;
         let token = match restored.token.clone() {
@@ -205,6 +208,7 @@ impl Node {
             http_port: OnceLock::new(),
             link_host,
             dialer: OnceLock::new(),
+            _lock: lock,
             config,
         };
         Ok(Node {
@@ -559,6 +563,71 @@ impl Node {
     pub(crate) fn next_queue_id(&self) -> i64 {
         self.inner.queue_seq.fetch_add(1, Ordering::Relaxed) as i64 + 1
     }
+}
+
+/// Takes the data dir's lock file so two processes never share one store. With
+/// `instance_fallback`, a taken dir moves the node to the first free sibling
+/// (`<dir>-2`, `<dir>-3`, …) instead of failing.
+fn lock_data_dir(config: &mut Config) -> NodeResult<std::fs::File> {
+    let base = config.data_dir.clone();
+    for n in 1..=16 {
+        let dir = if n == 1 {
+            base.clone()
+        } else {
+            let mut name = base
+                .file_name()
+                .map(|f| f.to_os_string())
+                .unwrap_or_default();
+            name.push(format!("-{n}"));
+            base.with_file_name(name)
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            NodeError::internal(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
+        let path = dir.join("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .read(true)
+            .open(&path)
+            .map_err(|e| NodeError::internal(format!("cannot open {}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => {
+                use std::io::Write;
+                let _ = file.set_len(0);
+                let _ = writeln!(&file, "{}", std::process::id());
+                if n > 1 {
+                    tracing::warn!(
+                        taken = %base.display(),
+                        using = %dir.display(),
+                        "data dir in use by another acp-relay; this instance uses its own"
+                    );
+                }
+                config.data_dir = dir;
+                return Ok(file);
+            }
+            Err(std::fs::TryLockError::WouldBlock) if config.instance_fallback => continue,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                return Err(NodeError::internal(format!(
+                    "data dir {} is in use by another acp-relay (pid {}); stop it or pass another --data-dir / --name",
+                    dir.display(),
+                    pid.trim()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(NodeError::internal(format!(
+                    "cannot lock {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Err(NodeError::internal(format!(
+        "too many acp-relay instances share {}",
+        base.display()
+    )))
 }
 
 fn is_local_host(host: &str, link_host: &str) -> bool {

@@ -87,6 +87,8 @@ pub struct MessageRow {
     pub consumed: bool,
     /// The whole frame as JSON.
     pub frame: Value,
+    /// Local insertion order (0 before the row is stored); the cursor of `acp_receive`.
+    pub local_seq: i64,
 }
 
 /// One queued outbound frame of the offline queue.
@@ -128,7 +130,7 @@ pub enum WriteOp {
 enum Command {
     Write(WriteOp),
     /// Resolves once every command queued before it is committed.
-    Barrier(oneshot::Sender<()>),
+    Barrier(oneshot::Sender<Result<(), String>>),
 }
 
 /// Handle to the store; cheap to clone.
@@ -206,7 +208,8 @@ impl Store {
             .send(Command::Barrier(done))
             .map_err(|_| NodeError::internal("store writer is gone"))?;
         wait.await
-            .map_err(|_| NodeError::internal("store writer stopped"))
+            .map_err(|_| NodeError::internal("store writer stopped"))?
+            .map_err(|e| NodeError::internal(format!("store commit failed: {e}")))
     }
 
     /// Queues a write and waits until it is committed.
@@ -278,12 +281,30 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Command>) {
                 Err(_) => break,
             }
         }
-        let tx = match conn.transaction() {
-            Ok(tx) => tx,
-            Err(e) => {
-                tracing::error!("store: cannot begin transaction: {e}");
-                continue;
+        // A transaction that cannot even begin (disk gone, database locked for >5 s) is
+        // retried a few times before the batch is given up and its waiters told.
+        let mut attempt = 0;
+        let tx = loop {
+            match conn.transaction() {
+                Ok(tx) => break Some(tx),
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::warn!("store: cannot begin transaction (attempt {attempt}): {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
+                }
+                Err(e) => {
+                    tracing::error!("store: giving up on a batch of {} writes: {e}", batch.len());
+                    break None;
+                }
             }
+        };
+        let Some(tx) = tx else {
+            for cmd in batch {
+                if let Command::Barrier(done) = cmd {
+                    let _ = done.send(Err("cannot begin a transaction".into()));
+                }
+            }
+            continue;
         };
         let mut last_event_seq = 0;
         for cmd in batch {
@@ -309,11 +330,12 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Command>) {
                 tracing::warn!("store: pruning events failed: {e}");
             }
         }
-        if let Err(e) = tx.commit() {
+        let outcome = tx.commit().map_err(|e| {
             tracing::error!("store: commit failed: {e}");
-        }
+            e.to_string()
+        });
         for done in barriers {
-            let _ = done.send(());
+            let _ = done.send(outcome.clone());
         }
     }
 }
@@ -417,12 +439,13 @@ pub fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow>
         received_at: row.get(9)?,
         consumed: row.get(10)?,
         frame: serde_json::from_str(&frame).unwrap_or(Value::Null),
+        local_seq: row.get(12)?,
     })
 }
 
 /// Column list matching [`message_from_row`].
 pub const MESSAGE_COLUMNS: &str = "message_id, direction, peer_id, sender, role, task_id, \
-     context_id, server_seq, ts, received_at, consumed, frame";
+     context_id, server_seq, ts, received_at, consumed, frame, rowid_seq";
 
 #[cfg(test)]
 mod tests {

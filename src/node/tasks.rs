@@ -180,8 +180,17 @@ impl Node {
                 return Ok(task.clone());
             }
             let old = task.status;
-            if old.is_terminal() && artifact.is_none() && error.is_none() {
-                // Idempotent repeat of the terminal state: nothing changes.
+            if old.is_terminal() {
+                // A finished task never changes: repeating its state is a no-op, and adding
+                // an artifact or an error to it is refused (strict) or ignored (peers).
+                if strict && (artifact.is_some() || error.is_some()) {
+                    return Err(NodeError::new(
+                        ErrorCode::InvalidTransition,
+                        format!("task is already {old} and cannot change"),
+                    )
+                    .with_field("current_status", json!(old))
+                    .with_field("reason", json!("invalid_transition")));
+                }
                 return Ok(task.clone());
             }
             task.status = state;
@@ -440,7 +449,8 @@ impl Node {
                 ErrorCode::InvalidTransition,
                 format!("task is not in interrupted state (is: {})", task.status),
             )
-            .with_field("current_status", json!(task.status)));
+            .with_field("current_status", json!(task.status))
+            .with_field("reason", json!("invalid_transition")));
         }
         let parts = match obj.get("parts").filter(|p| !p.is_null()) {
             Some(p) => validate_parts(p).map_err(NodeError::invalid)?,
@@ -478,6 +488,7 @@ impl Node {
                 tracing::warn!(task = task_id, "continuation not delivered: {e}");
             }
         }
+        self.inner.store.flush().await?;
         Ok(task)
     }
 

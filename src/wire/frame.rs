@@ -21,8 +21,8 @@ pub enum Inbound {
     TaskDelegate(Map<String, Value>),
     /// `error`: the peer refused something (e.g. `invalid_token`).
     Error(Map<String, Value>),
-    /// Anything else; logged and ignored.
-    Other(String),
+    /// Any other object (a "legacy" frame of the reference).
+    Other(Map<String, Value>),
 }
 
 /// Why a frame was refused before it reached the node.
@@ -66,7 +66,7 @@ pub fn parse(text: &str, max_size: usize) -> Result<Inbound, FrameError> {
         "error" => Inbound::Error(map),
         "acp.message" => Inbound::Message(map),
         _ if map.get("parts").is_some_and(Value::is_array) => Inbound::Message(map),
-        _ => Inbound::Other(kind),
+        _ => Inbound::Other(map),
     })
 }
 
@@ -138,7 +138,7 @@ mod tests {
             Ok(Inbound::AgentCard(_))
         ));
         assert!(
-            matches!(parse(r#"{"type":"weird"}"#, 1024), Ok(Inbound::Other(t)) if t == "weird")
+            matches!(parse(r#"{"type":"weird"}"#, 1024), Ok(Inbound::Other(m)) if m.get("type").and_then(|t| t.as_str()) == Some("weird"))
         );
         assert!(matches!(
             parse("not json", 1024),

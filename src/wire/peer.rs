@@ -22,8 +22,9 @@ use crate::node::peers::Outbound;
 
 /// Interval between keep-alive pings (the reference's 20 s).
 const PING_INTERVAL: Duration = Duration::from_secs(20);
-/// A connection silent for this long (no frame, no pong) is considered dead.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection silent for this long (no frame, no pong to our pings) is considered dead;
+/// checked at each ping, so a dead peer is dropped 45–65 s after its last sign of life.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 /// Time allowed for the TCP connect plus WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an accepted connection may take to send its first frame (its card).
@@ -46,10 +47,10 @@ fn ws_config(node: &Node) -> WebSocketConfig {
         .max_frame_size(Some(cap))
 }
 
-/// Binds the peer listener.
-pub async fn bind(node: &Node) -> std::io::Result<TcpListener> {
+/// Binds the peer listener on `port` (0 = any free port).
+pub async fn bind(node: &Node, port: u16) -> std::io::Result<TcpListener> {
     let cfg = node.config();
-    let listener = TcpListener::bind((cfg.ws_host.as_str(), cfg.port)).await?;
+    let listener = TcpListener::bind((cfg.ws_host.as_str(), port)).await?;
     node.set_ws_port(listener.local_addr()?.port());
     Ok(listener)
 }
@@ -101,7 +102,12 @@ async fn accept_one(node: Node, stream: TcpStream, addr: SocketAddr) {
         let _ = ws
             .send(Message::text(frame::invalid_token().to_string()))
             .await;
-        let _ = ws.close(None).await;
+        let _ = ws
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+                reason: "invalid_token".into(),
+            }))
+            .await;
         return;
     }
     if ws
@@ -253,7 +259,7 @@ async fn run_session<S>(
                 let Some(out) = out else { break };
                 let text = match &out {
                     Outbound::Frame { json, .. } => json.to_string(),
-                    Outbound::Queued(row) => row.frame.to_string(),
+                    Outbound::Queued(row) => node.queued_frame_text(row),
                 };
                 match sink.send(Message::text(text)).await {
                     Ok(()) => {
@@ -291,7 +297,8 @@ async fn run_session<S>(
                 }
             }
             _ = ping.tick() => {
-                if last_heard.elapsed() > IDLE_TIMEOUT + PING_INTERVAL {
+                node.pump_queue(&peer_id);
+                if last_heard.elapsed() > IDLE_TIMEOUT {
                     tracing::info!(peer = %peer_id, "peer silent too long; dropping connection");
                     break;
                 }

@@ -13,8 +13,11 @@ type HmacSha256 = Hmac<Sha256>;
 pub enum Verdict {
     /// Signature present and valid, within the window.
     Valid,
-    /// No secret configured: signatures are not checked.
+    /// Not checked (no signature, lenient mode).
     Unchecked,
+    /// Wrong signature accepted in lenient mode; the frame is marked `_sig_invalid` as the
+    /// reference does.
+    Flagged,
     /// The frame should be refused, with the reason.
     Rejected(String),
 }
@@ -85,7 +88,7 @@ impl Signer {
     fn mismatch(&self) -> Verdict {
         if self.lenient {
             tracing::warn!("HMAC signature mismatch accepted (lenient mode)");
-            Verdict::Unchecked
+            Verdict::Flagged
         } else {
             Verdict::Rejected("HMAC signature mismatch".into())
         }
@@ -128,7 +131,8 @@ mod tests {
         let lenient = Signer::new("s3cret", 300, true);
         assert_eq!(
             lenient.verify("msg_2", Some(&ts), Some(&sig)),
-            Verdict::Unchecked
+            Verdict::Flagged
         );
+        assert_eq!(lenient.verify("msg_1", Some(&ts), None), Verdict::Unchecked);
     }
 }

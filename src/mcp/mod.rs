@@ -1,0 +1,227 @@
+//! The MCP front-end: one handler over the [`Node`], served on stdio (`acp-relay mcp`) and as
+//! Streamable HTTP at `/mcp`. Tools live in `tools`, their argument types in `params`,
+//! resources in `resources`, and the event forwarding that turns node events into MCP
+//! notifications in `notify`.
+
+// Logging notifications are deprecated by the newest MCP revision (SEP-2577) but are what
+// today's hosts implement, so this module keeps using them.
+#![allow(deprecated)]
+
+mod notify;
+pub mod params;
+mod resources;
+mod tools;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::*;
+use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool_handler};
+
+use crate::node::Node;
+
+/// Instructions the host shows the model: how the tools fit together.
+const INSTRUCTIONS: &str = "acp-relay links you with other AI agents over the ACP protocol. \
+To talk to another agent: one side calls acp_get_link and shares the link (acp://…) with the \
+other, which calls acp_connect with it. Then acp_send sends messages (text, data, file URLs) and \
+acp_receive reads replies — pass back its cursor each time and use wait_seconds to wait for an \
+answer instead of polling. Tasks: acp_task_create hands work to the peer; the worker reports \
+with acp_task_update (working → completed with a result, or failed); check with acp_task_get. \
+acp_peers and acp_status show who is connected.";
+
+/// Log levels of MCP, in order.
+const LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// One MCP session's handler (a clone of the node handle plus the session's subscriptions).
+#[derive(Clone)]
+pub struct AcpMcp {
+    node: Node,
+    tool_router: ToolRouter<AcpMcp>,
+    subscriptions: Arc<Mutex<HashSet<String>>>,
+    /// Minimum level for logging notifications; `None` until the client sets one.
+    log_level: Arc<Mutex<Option<usize>>>,
+    forwarding: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AcpMcp {
+    /// A handler for one session.
+    pub fn new(node: Node) -> AcpMcp {
+        AcpMcp {
+            node,
+            tool_router: Self::tool_router(),
+            subscriptions: Arc::default(),
+            log_level: Arc::default(),
+            forwarding: Arc::default(),
+        }
+    }
+
+    /// The node this handler serves.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    fn subscribed(&self, uri: &str) -> bool {
+        self.subscriptions
+            .lock()
+            .map(|s| s.contains(uri))
+            .unwrap_or(false)
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for AcpMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_resources_subscribe()
+                .enable_resources_list_changed()
+                .enable_logging()
+                .build(),
+        )
+        .with_server_info(Implementation::new("acp-relay", env!("CARGO_PKG_VERSION")))
+        .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+        .with_instructions(INSTRUCTIONS.to_owned())
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        notify::start_forwarding(self.clone(), context.peer);
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let wanted = serde_json::to_value(request.level)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let idx = LEVELS.iter().position(|l| *l == wanted).ok_or_else(|| {
+            McpError::invalid_params(format!("unknown log level '{wanted}'"), None)
+        })?;
+        if let Ok(mut level) = self.log_level.lock() {
+            *level = Some(idx);
+        }
+        Ok(())
+    }
+
+    async fn list_resources(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        Ok(resources::list(&self.node))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        Ok(resources::templates())
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        resources::read(&self.node, &request.uri)
+            .await
+            .map(Into::into)
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        if !resources::is_known(&self.node, &request.uri) {
+            return Err(McpError::resource_not_found(
+                format!("unknown resource '{}'", request.uri),
+                None,
+            ));
+        }
+        if let Ok(mut subs) = self.subscriptions.lock() {
+            subs.insert(request.uri);
+        }
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        if let Ok(mut subs) = self.subscriptions.lock() {
+            subs.remove(&request.uri);
+        }
+        Ok(())
+    }
+}
+
+/// Serves MCP on stdin/stdout until the client closes stdin or the node shuts down.
+pub async fn serve_stdio(node: Node) -> Result<(), String> {
+    use rmcp::ServiceExt;
+    let shutdown = node.shutdown_token();
+    let service = AcpMcp::new(node)
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| format!("MCP stdio session failed to start: {e}"))?;
+    let cancel = service.cancellation_token();
+    tokio::select! {
+        r = service.waiting() => { r.map_err(|e| format!("MCP stdio session ended with an error: {e}"))?; }
+        _ = shutdown.cancelled() => { cancel.cancel(); }
+    }
+    Ok(())
+}
+
+/// The Streamable HTTP service mounted at `/mcp`: one handler per session over the shared node.
+pub fn http_service(
+    node: Node,
+) -> rmcp::transport::streamable_http_server::StreamableHttpService<
+    AcpMcp,
+    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
+> {
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+    let mut config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(node.shutdown_token().child_token());
+    config.allowed_hosts = allowed_hosts(&node);
+    let factory_node = node.clone();
+    StreamableHttpService::new(
+        move || Ok(AcpMcp::new(factory_node.clone())),
+        Default::default(),
+        config,
+    )
+}
+
+/// Hosts accepted in the `Host` header of `/mcp` requests (DNS-rebinding protection): loopback
+/// names, plus the bind address when it is not a wildcard.
+fn allowed_hosts(node: &Node) -> Vec<String> {
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1", "[::1]"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let bind = &node.config().http_host;
+    if bind != "0.0.0.0" && bind != "::" && !hosts.contains(bind) {
+        hosts.push(bind.clone());
+    }
+    hosts
+}

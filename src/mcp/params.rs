@@ -1,0 +1,260 @@
+//! Tool arguments and results. The field docs become the JSON Schema descriptions an LLM
+//! reads, so they say what to pass and when, in plain words.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Arguments of `acp_connect`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ConnectArgs {
+    /// The other agent's link, exactly as they shared it: `acp://host:port/tok_…`.
+    pub link: String,
+    /// Optional short name to remember this peer by (defaults to the agent's own name).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A file attached to a message by URL (ACP never inlines file bytes).
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct FileArg {
+    /// Where the file can be fetched (https://…, file://…, s3://…).
+    pub url: String,
+    /// MIME type, e.g. `application/pdf`. Defaults to `application/octet-stream`.
+    #[serde(default)]
+    pub media_type: Option<String>,
+    /// File name to show the receiver.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Arguments of `acp_send`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SendArgs {
+    /// The message text. Give `text`, `data`, `files`, or any combination.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Structured JSON to send alongside (or instead of) the text, e.g. `{"rows": 3}`.
+    #[serde(default)]
+    pub data: Option<Value>,
+    /// Files to reference by URL.
+    #[serde(default)]
+    pub files: Option<Vec<FileArg>>,
+    /// Who to send to: a peer id (`peer_001`) or name from `acp_peers`. Leave empty when only
+    /// one peer is connected.
+    #[serde(default)]
+    pub peer: Option<String>,
+    /// Conversation id to group related messages; reuse the one from a message you answer.
+    #[serde(default)]
+    pub context_id: Option<String>,
+    /// Task this message belongs to (from `acp_task_create` or a received message).
+    #[serde(default)]
+    pub task_id: Option<String>,
+    /// message_id of a received message you are answering: the reply goes to its sender and
+    /// keeps its context_id and task_id unless you set them.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// `user` (default: you speak for your user) or `agent` (you speak as an agent).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Your own id for this message; sending the same id twice delivers it only once.
+    #[serde(default)]
+    pub message_id: Option<String>,
+}
+
+/// Arguments of `acp_receive`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub struct ReceiveArgs {
+    /// The `cursor` returned by your previous `acp_receive`; omit it the first time. Passing
+    /// it back guarantees no message is skipped or shown twice.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Seconds to wait for a message when none is waiting (0–60, default 0). Use this to wait
+    /// for a reply instead of calling repeatedly.
+    #[serde(default)]
+    pub wait_seconds: Option<f64>,
+    /// Most messages to return (1–100, default 20).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Only messages from this peer (id or name).
+    #[serde(default)]
+    pub peer: Option<String>,
+    /// Only messages of this conversation.
+    #[serde(default)]
+    pub context_id: Option<String>,
+    /// Only messages about this task.
+    #[serde(default)]
+    pub task_id: Option<String>,
+}
+
+/// Arguments of `acp_task_create`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct TaskCreateArgs {
+    /// What you ask the other agent to do.
+    pub text: String,
+    /// Structured input for the task.
+    #[serde(default)]
+    pub data: Option<Value>,
+    /// Peer to hand the task to (id or name); empty = the only connected peer.
+    #[serde(default)]
+    pub peer: Option<String>,
+    /// Conversation id to group the task with messages.
+    #[serde(default)]
+    pub context_id: Option<String>,
+    /// Your own task id (creating the same id twice returns the existing task).
+    #[serde(default)]
+    pub task_id: Option<String>,
+    /// Send the task to the peer (default true). false = a local task only you track.
+    #[serde(default)]
+    pub delegate: Option<bool>,
+}
+
+/// Arguments of `acp_task_update`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct TaskUpdateArgs {
+    /// The task to update.
+    pub task_id: String,
+    /// New state: `working`, `input_required`, `completed`, `failed` (or `canceled`).
+    /// Finished tasks (completed, failed, canceled) cannot change any more.
+    pub status: String,
+    /// Result text to attach (an artifact), typically with `completed`.
+    #[serde(default)]
+    pub result_text: Option<String>,
+    /// Structured result to attach (an artifact).
+    #[serde(default)]
+    pub result_data: Option<Value>,
+    /// Why the task failed (with `failed`) or what input you need (with `input_required`).
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Arguments naming one task.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct TaskIdArgs {
+    /// The task id (`task_…`).
+    pub task_id: String,
+}
+
+/// Arguments of `acp_task_list`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub struct TaskListArgs {
+    /// Only tasks in this state (submitted, working, input_required, cancelling, completed,
+    /// failed, canceled).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Only tasks shared with this peer (id or name).
+    #[serde(default)]
+    pub peer: Option<String>,
+    /// Only tasks of this conversation.
+    #[serde(default)]
+    pub context_id: Option<String>,
+    /// Most tasks to return (1–200, default 50), newest first.
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// Arguments of `acp_card_update`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+pub struct CardUpdateArgs {
+    /// New description of what this agent does, shown to peers.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Skills to advertise (replaces the list), e.g. `["summarize", "translate"]`.
+    #[serde(default)]
+    pub skills: Option<Vec<String>>,
+    /// Things this agent cannot do (replaces the list), e.g. `["no_internet"]`.
+    #[serde(default)]
+    pub limitations: Option<Vec<String>>,
+    /// Availability fields to merge: mode (persistent|heartbeat|cron|manual),
+    /// interval_seconds, next_active_at, last_active_at, task_latency_max_seconds,
+    /// schedule, timezone.
+    #[serde(default)]
+    pub availability: Option<serde_json::Map<String, Value>>,
+}
+
+/// One received message as tools return it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReceivedMessage {
+    /// The message's id; pass it as `reply_to` to answer.
+    pub message_id: String,
+    /// Sender's agent name.
+    pub from: Option<String>,
+    /// Local id of the peer it came from.
+    pub peer_id: Option<String>,
+    /// `user` or `agent`.
+    pub role: String,
+    /// All text parts joined.
+    pub text: String,
+    /// Every part as sent (text, data, file).
+    pub parts: Vec<Value>,
+    /// Conversation id.
+    pub context_id: Option<String>,
+    /// Task id.
+    pub task_id: Option<String>,
+    /// Sender's timestamp (ISO-8601).
+    pub ts: String,
+}
+
+/// Result of `acp_receive`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReceiveResult {
+    /// Messages, oldest first.
+    pub messages: Vec<ReceivedMessage>,
+    /// Pass this as `cursor` next time.
+    pub cursor: String,
+    /// More messages are waiting right now: call again with the cursor.
+    pub has_more: bool,
+}
+
+/// Result of `acp_send`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SendResult {
+    /// Id of the message.
+    pub message_id: String,
+    /// The node-wide sequence number it got.
+    pub server_seq: i64,
+    /// Peer it went to.
+    pub peer_id: String,
+    /// `delivered` (handed to the connected peer), `queued_offline` (the peer is away; it is
+    /// delivered when the peer is back) or `duplicate` (this message_id was sent before).
+    pub delivery: String,
+    /// Conversation id used.
+    pub context_id: Option<String>,
+}
+
+/// Result of `acp_get_link`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LinkResult {
+    /// This agent's link: give it to the other agent so it can `acp_connect`.
+    pub link: String,
+    /// This agent's name.
+    pub agent_name: String,
+    /// Local REST API base URL (for curl users).
+    pub http_url: String,
+}
+
+/// Result of `acp_connect`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ConnectResult {
+    /// Local id of the peer; use it (or its name) as `peer` in other tools.
+    pub peer_id: String,
+    /// Name of the peer.
+    pub name: String,
+    /// Whether the connection is up now.
+    pub connected: bool,
+    /// The link being dialled.
+    pub link: String,
+    /// Last connection error while not connected (the node keeps retrying).
+    pub last_error: Option<String>,
+}
+
+/// A JSON object result (peers, status, card, tasks): kept as JSON.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct JsonResult {
+    /// The result.
+    #[serde(flatten)]
+    pub value: serde_json::Map<String, Value>,
+}

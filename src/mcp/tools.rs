@@ -1,0 +1,530 @@
+//! The thirteen tools. Each parses its arguments, calls one node method and maps the result
+//! to structured output plus a one-line summary; node errors become tool errors (`isError`)
+//! whose text says what to do next.
+
+use std::time::Duration;
+
+use rmcp::handler::server::common::{schema_for_input, schema_for_output};
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use rmcp::{ErrorData as McpError, tool, tool_router};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::AcpMcp;
+use super::params::*;
+use crate::node::error::{ErrorCode, NodeError};
+use crate::node::message::{SendRequest, text_part};
+use crate::node::store::MessageRow;
+use crate::node::task::TaskState;
+use crate::node::{Delivery, ReceiveFilter, TaskQuery};
+
+type ToolResult = Result<CallToolResult, McpError>;
+
+/// Input schema of an argument type (what the LLM sees).
+fn input<T: schemars::JsonSchema + 'static>() -> std::sync::Arc<JsonObject> {
+    schema_for_input::<T>().expect("tool argument types are objects")
+}
+
+/// Parses arguments; a mismatch is a tool error the model can correct.
+fn parse<T: DeserializeOwned>(args: JsonObject) -> Result<T, Box<CallToolResult>> {
+    serde_json::from_value(Value::Object(args)).map_err(|e| {
+        Box::new(CallToolResult::error(vec![ContentBlock::text(format!(
+            "ERR_INVALID_REQUEST: invalid arguments: {e}. Check the tool's input schema and call again."
+        ))]))
+    })
+}
+
+/// Structured success with a short human-readable summary.
+fn ok<T: Serialize>(summary: impl Into<String>, value: &T) -> ToolResult {
+    let value =
+        serde_json::to_value(value).map_err(|e| McpError::internal_error(e.to_string(), None))?;
+    let mut result = CallToolResult::structured(value);
+    result.content = vec![ContentBlock::text(summary.into())];
+    Ok(result)
+}
+
+/// A node error as a tool error, with the next step for the model.
+fn fail(e: NodeError) -> ToolResult {
+    let hint = match e.code {
+        ErrorCode::NotConnected => {
+            " Call acp_connect with the other agent's link first (or acp_get_link and share yours)."
+        }
+        ErrorCode::AmbiguousPeer => " Several peers are connected: pass `peer` (see acp_peers).",
+        ErrorCode::NotFound => " Check the id with acp_peers / acp_task_list.",
+        ErrorCode::InvalidTransition => " Finished tasks cannot change; create a new task instead.",
+        ErrorCode::QueueFull => {
+            " The peer has been away a long time; wait for it to reconnect (acp_peers)."
+        }
+        ErrorCode::MsgTooLarge => " Send less text or reference large content as a file URL.",
+        _ => "",
+    };
+    Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+        "{}: {}.{hint}",
+        e.code,
+        e.message.trim_end_matches('.')
+    ))]))
+}
+
+macro_rules! args {
+    ($args:expr) => {
+        match parse($args) {
+            Ok(v) => v,
+            Err(r) => return Ok(*r),
+        }
+    };
+}
+
+macro_rules! node_try {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(err) => return fail(err),
+        }
+    };
+}
+
+fn message_view(m: &MessageRow) -> ReceivedMessage {
+    let parts: Vec<Value> = m
+        .frame
+        .get("parts")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let text = parts
+        .iter()
+        .filter(|p| p["type"] == "text")
+        .filter_map(|p| p["content"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    ReceivedMessage {
+        message_id: m.message_id.clone(),
+        from: m.sender.clone(),
+        peer_id: m.peer_id.clone(),
+        role: m.role.clone(),
+        text,
+        parts,
+        context_id: m.context_id.clone(),
+        task_id: m.task_id.clone(),
+        ts: m.ts.clone(),
+    }
+}
+
+fn task_summary(task: &Value) -> String {
+    format!(
+        "task {} is {}",
+        task["id"].as_str().unwrap_or("?"),
+        task["status"].as_str().unwrap_or("?")
+    )
+}
+
+fn as_object(v: Value) -> JsonResult {
+    match v {
+        Value::Object(value) => JsonResult { value },
+        other => JsonResult {
+            value: [("value".to_owned(), other)].into_iter().collect(),
+        },
+    }
+}
+
+#[tool_router(vis = "pub(crate)")]
+impl AcpMcp {
+    #[tool(
+        description = "Get this agent's ACP link (acp://host:port/tok_…). Share it with another agent so it can call acp_connect; returns the link, this agent's name and the local REST URL.",
+        input_schema = rmcp::handler::server::common::schema_for_empty_input(),
+        output_schema = schema_for_output::<LinkResult>(),
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn acp_get_link(&self) -> ToolResult {
+        let r = LinkResult {
+            link: self.node.link(),
+            agent_name: self.node.name().to_owned(),
+            http_url: format!(
+                "http://{}:{}",
+                self.node.config().http_host,
+                self.node.http_port()
+            ),
+        };
+        ok(
+            format!("Your link: {} — share it with the other agent.", r.link),
+            &r,
+        )
+    }
+
+    #[tool(
+        description = "Connect to another agent using the acp:// link it shared. Waits up to 5 s for the connection; the node keeps retrying in the background if the agent is not reachable yet. Returns the peer id to use with acp_send.",
+        input_schema = input::<ConnectArgs>(),
+        output_schema = schema_for_output::<ConnectResult>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
+    )]
+    async fn acp_connect(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+        let args: ConnectArgs = args!(args);
+        let r = node_try!(self.node.connect(&args.link, args.name.as_deref()));
+        let peer_id = r["peer_id"].as_str().unwrap_or_default().to_owned();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.node.peer_is_connected(&peer_id) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let peer = node_try!(self.node.peer(&peer_id));
+        let result = ConnectResult {
+            peer_id: peer_id.clone(),
+            name: peer["name"].as_str().unwrap_or(&peer_id).to_owned(),
+            connected: peer["connected"] == true,
+            link: r["connecting_to"].as_str().unwrap_or_default().to_owned(),
+            last_error: peer["last_error"].as_str().map(str::to_owned),
+        };
+        let summary = if result.connected {
+            format!("Connected to {} ({}).", result.name, result.peer_id)
+        } else {
+            format!(
+                "Not connected yet to {} ({}); the node keeps retrying.{}",
+                result.link,
+                result.peer_id,
+                result
+                    .last_error
+                    .as_deref()
+                    .map(|e| format!(" Last error: {e}"))
+                    .unwrap_or_default()
+            )
+        };
+        ok(summary, &result)
+    }
+
+    #[tool(
+        description = "Send a message to a connected agent: text, optional structured data and file URLs. Without `peer` it goes to the only connected peer. Use reply_to with a received message_id to answer it. Returns the message_id and whether it was delivered or queued (the peer is offline; it is delivered when the peer is back).",
+        input_schema = input::<SendArgs>(),
+        output_schema = schema_for_output::<SendResult>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
+    )]
+    async fn acp_send(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+        let args: SendArgs = args!(args);
+        let mut parts = Vec::new();
+        if let Some(t) = args.text.as_deref().filter(|t| !t.is_empty()) {
+            parts.push(text_part(t));
+        }
+        if let Some(d) = args.data {
+            parts.push(json!({"type": "data", "content": d}));
+        }
+        for f in args.files.unwrap_or_default() {
+            let mut part = json!({"type": "file", "url": f.url, "media_type": f.media_type.unwrap_or_else(|| "application/octet-stream".into())});
+            if let Some(n) = f.name {
+                part["name"] = json!(n);
+            }
+            parts.push(part);
+        }
+        if parts.is_empty() {
+            return fail(NodeError::invalid(
+                "nothing to send: give `text`, `data` or `files`",
+            ));
+        }
+        let role = args.role.unwrap_or_else(|| "user".into());
+        if role != "user" && role != "agent" {
+            return fail(NodeError::invalid("role must be 'user' or 'agent'"));
+        }
+        let (mut peer, mut context_id, mut task_id) = (args.peer, args.context_id, args.task_id);
+        if let Some(original) = &args.reply_to {
+            let found = node_try!(self.node.inbound_message(original).await);
+            let Some(m) = found else {
+                return fail(NodeError::not_found(format!(
+                    "no received message with id '{original}' to reply to"
+                )));
+            };
+            peer = peer.or(m.peer_id);
+            context_id = context_id.or(m.context_id);
+            task_id = task_id.or(m.task_id);
+        }
+        let req = SendRequest {
+            message_id: args.message_id,
+            role,
+            parts,
+            task_id,
+            context_id: context_id.clone(),
+            peer_id: peer,
+            sync: false,
+            timeout: 30.0,
+            create_task: false,
+        };
+        let out = node_try!(self.node.send(req).await);
+        let delivery = match out.delivery {
+            Delivery::Sent => "delivered",
+            Delivery::Queued => "queued_offline",
+            Delivery::Duplicate => "duplicate",
+        };
+        let summary = match out.delivery {
+            Delivery::Sent => format!("Delivered {} to {}.", out.message_id, out.peer_id),
+            Delivery::Queued => format!(
+                "{} is offline: {} queued, delivered when it is back.",
+                out.peer_id, out.message_id
+            ),
+            Delivery::Duplicate => format!("{} was already sent; not sent again.", out.message_id),
+        };
+        ok(
+            summary,
+            &SendResult {
+                message_id: out.message_id,
+                server_seq: out.server_seq,
+                peer_id: out.peer_id,
+                delivery: delivery.into(),
+                context_id,
+            },
+        )
+    }
+
+    #[tool(
+        description = "Read messages other agents sent you, oldest first. Pass back the returned `cursor` next time so nothing is missed or shown twice. Set wait_seconds (up to 60) to wait for a reply instead of polling. Optional filters: peer, context_id, task_id.",
+        input_schema = input::<ReceiveArgs>(),
+        output_schema = schema_for_output::<ReceiveResult>(),
+        annotations(read_only_hint = true, idempotent_hint = false, open_world_hint = true)
+    )]
+    async fn acp_receive(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+        let args: ReceiveArgs = args!(args);
+        let cursor = match args
+            .cursor
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        {
+            None => None,
+            Some(c) => match c.parse::<i64>() {
+                Ok(n) if n >= 0 => Some(n),
+                _ => {
+                    return fail(NodeError::invalid(format!(
+                        "invalid cursor '{c}': pass the cursor from the previous acp_receive"
+                    )));
+                }
+            },
+        };
+        let wait = args.wait_seconds.unwrap_or(0.0);
+        if !(0.0..=60.0).contains(&wait) {
+            return fail(NodeError::invalid("wait_seconds must be between 0 and 60"));
+        }
+        let limit = args.limit.unwrap_or(20).clamp(1, 100) as usize;
+        let filter = ReceiveFilter {
+            peer: args.peer,
+            context_id: args.context_id,
+            task_id: args.task_id,
+        };
+        let (rows, next, has_more) = node_try!(
+            self.node
+                .receive_wait(cursor, &filter, limit, Duration::from_secs_f64(wait))
+                .await
+        );
+        let messages: Vec<ReceivedMessage> = rows.iter().map(message_view).collect();
+        let summary = match messages.len() {
+            0 => "No new messages.".to_owned(),
+            n => {
+                let lines: Vec<String> = messages
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "[{}] {}: {}",
+                            m.message_id,
+                            m.from.as_deref().unwrap_or("?"),
+                            m.text
+                        )
+                    })
+                    .collect();
+                format!("{n} message(s):\n{}", lines.join("\n"))
+            }
+        };
+        ok(
+            summary,
+            &ReceiveResult {
+                messages,
+                cursor: next.to_string(),
+                has_more,
+            },
+        )
+    }
+
+    #[tool(
+        description = "List the agents this node knows: id, name, whether connected, message counts, offline-queue depth and last connection error.",
+        input_schema = rmcp::handler::server::common::schema_for_empty_input(),
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn acp_peers(&self) -> ToolResult {
+        let peers = self.node.peers();
+        let summary = format!("{} peer(s), {} connected.", peers["count"], peers["active"]);
+        ok(summary, &as_object(peers))
+    }
+
+    #[tool(
+        description = "Status of this agent's node: name, link, ports, connected peers, unread messages, counters.",
+        input_schema = rmcp::handler::server::common::schema_for_empty_input(),
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn acp_status(&self) -> ToolResult {
+        let mut status = self.node.status();
+        status["unread"] = json!(self.node.unread());
+        status["mcp_url"] = json!(format!(
+            "http://{}:{}/mcp",
+            self.node.config().http_host,
+            self.node.http_port()
+        ));
+        if let Some(obj) = status.as_object_mut() {
+            obj.remove("agent_card");
+        }
+        let summary = format!(
+            "{} — {} peer(s) connected; link {}; REST {}.",
+            self.node.name(),
+            status["peer_count"],
+            self.node.link(),
+            format_args!(
+                "http://{}:{}",
+                self.node.config().http_host,
+                self.node.http_port()
+            )
+        );
+        ok(summary, &as_object(status))
+    }
+
+    #[tool(
+        description = "Create a task and hand it to a connected agent (delegate, the default) so it can work on it and report back. Returns the task; follow it with acp_task_get or wait for its result with acp_receive / acp_task_get.",
+        input_schema = input::<TaskCreateArgs>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
+    )]
+    async fn acp_task_create(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+        let args: TaskCreateArgs = args!(args);
+        let mut parts = vec![text_part(&args.text)];
+        if let Some(d) = args.data {
+            parts.push(json!({"type": "data", "content": d}));
+        }
+        let body = json!({
+            "role": "user",
+            "parts": parts,
+            "task_id": args.task_id,
+            "context_id": args.context_id,
+            "peer_id": args.peer,
+            "delegate": args.delegate.unwrap_or(true),
+        });
+        let (task, _) = node_try!(self.node.create_task(&body).await);
+        let task = serde_json::to_value(task).unwrap_or_default();
+        ok(
+            format!("Created {}.", task_summary(&task)),
+            &as_object(task),
+        )
+    }
+
+    #[tool(
+        description = "Update a task you are working on: set its status (working, input_required, completed, failed) and attach a result. The agent that created the task is notified. Finished tasks cannot change.",
+        input_schema = input::<TaskUpdateArgs>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
+    )]
+    async fn acp_task_update(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+        let args: TaskUpdateArgs = args!(args);
+        let mut body = json!({"status": args.status});
+        let mut parts = Vec::new();
+        if let Some(t) = args.result_text {
+            parts.push(text_part(&t));
+        }
+        if let Some(d) = args.result_data {
+            parts.push(json!({"type": "data", "content": d}));
+        }
+        if !parts.is_empty() {
+            body["artifact"] = json!({"parts": parts});
+        }
+        if let Some(e) = args.error {
+            body["error"] = json!(e);
+        }
+        let task = node_try!(self.node.update_task(&args.task_id, &body).await);
+        let task = serde_json::to_value(task).unwrap_or_default();
+        ok(
+            format!("Updated: {}.", task_summary(&task)),
+            &as_object(task),
+        )
+    }
+
+    #[tool(
+        description = "Cancel a task (it moves to cancelling, then canceled; the peer is told). Cancelling a finished task changes nothing.",
+        input_schema = input::<TaskIdArgs>(),
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = true)
+    )]
+    async fn acp_task_cancel(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+        let args: TaskIdArgs = args!(args);
+        let r = node_try!(self.node.cancel_task(&args.task_id).await);
+        ok(
+            format!(
+                "Task {} is {}.",
+                args.task_id,
+                r["status"].as_str().unwrap_or("?")
+            ),
+            &as_object(r),
+        )
+    }
+
+    #[tool(
+        description = "Get one task: status, payload, result artifacts, history.",
+        input_schema = input::<TaskIdArgs>(),
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn acp_task_get(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+        let args: TaskIdArgs = args!(args);
+        let task = node_try!(self.node.task(&args.task_id));
+        let task = serde_json::to_value(task).unwrap_or_default();
+        ok(task_summary(&task), &as_object(task))
+    }
+
+    #[tool(
+        description = "List tasks, newest first, optionally filtered by status, peer or context_id; page with next_cursor.",
+        input_schema = input::<TaskListArgs>(),
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn acp_task_list(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+        let args: TaskListArgs = args!(args);
+        let status = match args.status.as_deref() {
+            None | Some("") => None,
+            Some(s) => match TaskState::parse(s) {
+                Some(st) => Some(st),
+                None => return fail(NodeError::invalid(format!("unknown status '{s}'"))),
+            },
+        };
+        let q = TaskQuery {
+            status,
+            peer_id: args.peer,
+            context_id: args.context_id,
+            cursor: args.cursor,
+            limit: args.limit.map(|l| l as usize),
+            ..TaskQuery::default()
+        };
+        let list = node_try!(self.node.list_tasks(&q));
+        ok(
+            format!("{} task(s) (of {}).", list["count"], list["total"]),
+            &as_object(list),
+        )
+    }
+
+    #[tool(
+        description = "Get this agent's card (name, description, skills, capabilities) and the connected peer's card.",
+        input_schema = rmcp::handler::server::common::schema_for_empty_input(),
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn acp_card_get(&self) -> ToolResult {
+        let doc = self.node.card_document();
+        ok(format!("Card of {}.", self.node.name()), &as_object(doc))
+    }
+
+    #[tool(
+        description = "Change what this agent advertises to peers: description, skills, limitations, availability. Returns the new card.",
+        input_schema = input::<CardUpdateArgs>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn acp_card_update(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+        let args: CardUpdateArgs = args!(args);
+        let mut patch = serde_json::Map::new();
+        if let Some(d) = args.description {
+            patch.insert("description".into(), json!(d));
+        }
+        if let Some(s) = args.skills {
+            patch.insert("skills".into(), json!(s));
+        }
+        if let Some(l) = args.limitations {
+            patch.insert("limitations".into(), json!(l));
+        }
+        if let Some(a) = args.availability {
+            patch.insert("availability".into(), Value::Object(a));
+        }
+        let card = node_try!(self.node.patch_card(&Value::Object(patch)));
+        ok("Card updated.", &as_object(card))
+    }
+}
