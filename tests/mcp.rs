@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Lab, SseReader, eventually};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientInfo, Implementation,
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
     ReadResourceRequestParams, ResourceUpdatedNotificationParam, SubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RunningService};
@@ -32,8 +32,8 @@ impl ClientHandler for Recorder {
         let _ = self.updates.send(params.uri);
     }
 
-    fn get_info(&self) -> ClientInfo {
-        ClientInfo::new(
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
             ClientCapabilities::default(),
             Implementation::new("acp-relay-tests", "0"),
         )
@@ -219,7 +219,8 @@ async fn two_agents_talk_through_mcp() {
     let b_node = lab.start("beta").await;
     let (b, _) = connect_http(&b_node.url).await;
 
-    // A watches its inbox.
+    // A watches its inbox (resources/subscribe: what today's hosts use).
+    #[allow(deprecated)]
     a.subscribe(SubscribeRequestParams::new("acp://inbox"))
         .await
         .expect("subscribe");
