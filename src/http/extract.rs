@@ -82,9 +82,56 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-            .map_err(|e| NodeError::invalid(format!("malformed query string: {e}")))?;
-        Ok(Params(pairs.into_iter().collect()))
+        let mut map = HashMap::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            map.insert(decode_component(k)?, decode_component(v)?);
+        }
+        Ok(Params(map))
+    }
+}
+
+/// Strict `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte, and the
+/// result must be UTF-8 — a malformed escape or invalid UTF-8 is a 400, not a silent `?`.
+fn decode_component(raw: &str) -> Result<String, ApiError> {
+    let bad = || {
+        ApiError(NodeError::invalid(format!(
+            "malformed query string near {raw:?}: bad percent-encoding or not UTF-8"
+        )))
+    };
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
+/// A path parameter; a segment that is not valid UTF-8 (or does not fit) is a JSON 400.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(rejection) => Err(ApiError(NodeError::invalid(format!(
+                "invalid path: {}",
+                rejection.body_text()
+            )))),
+        }
     }
 }
 

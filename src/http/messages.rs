@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::extract::{JsonObject, Params};
+use super::extract::{ApiPath, JsonObject, Params};
 use super::{ApiError, ApiResult, json_response};
 use crate::node::error::{ErrorCode, NodeError};
 use crate::node::message::SendRequest;
@@ -81,7 +81,7 @@ pub async fn legacy_send(
 /// `POST /peer/{id}/send`: to that peer only.
 pub async fn peer_send(
     State(node): State<Node>,
-    Path(peer): Path<String>,
+    ApiPath(peer): ApiPath<String>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Response> {
     node.peer(&peer)
@@ -120,13 +120,18 @@ pub async fn list(State(node): State<Node>, params: Params) -> ApiResult<Json<Va
     let offset = params
         .uint("offset", "offset must be a non-negative integer")?
         .unwrap_or(0);
-    let received_after =
-        match params.str("received_after") {
-            None => None,
-            Some(v) => Some(v.trim().parse::<f64>().map_err(|_| {
-                NodeError::invalid("received_after must be a Unix timestamp (number)")
-            })?),
-        };
+    let received_after = match params.str("received_after") {
+        None => None,
+        Some(v) => Some(
+            v.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite())
+                .ok_or_else(|| {
+                    NodeError::invalid("received_after must be a Unix timestamp (number)")
+                })?,
+        ),
+    };
     let role = params.str("role").map(str::to_owned);
     if role.as_deref().is_some_and(|r| r != "user" && r != "agent") {
         return Err(NodeError::invalid("role must be 'user' or 'agent'").into());
@@ -164,7 +169,7 @@ pub async fn history(State(node): State<Node>, params: Params) -> ApiResult<Json
 /// `GET /context/{id}/messages?limit=&since_seq=&sort=`.
 pub async fn context(
     State(node): State<Node>,
-    Path(ctx): Path<String>,
+    ApiPath(ctx): ApiPath<String>,
     params: Params,
 ) -> ApiResult<Json<Value>> {
     let limit = match params.str("limit") {
@@ -194,7 +199,7 @@ pub async fn context(
 /// `GET /wait/{correlation_id}?timeout=30`.
 pub async fn wait_reply(
     State(node): State<Node>,
-    Path(corr): Path<String>,
+    ApiPath(corr): ApiPath<String>,
     params: Params,
 ) -> ApiResult<Json<Value>> {
     let timeout = params.seconds("timeout", 30.0, 300.0)?;

@@ -1,11 +1,11 @@
 //! Peers: list, one, connect.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::Value;
 
 use super::ApiResult;
-use super::extract::JsonObject;
+use super::extract::{ApiPath, JsonObject};
 use crate::node::Node;
 use crate::node::error::NodeError;
 use crate::node::message::opt_str;
@@ -16,7 +16,7 @@ pub async fn list(State(node): State<Node>) -> Json<Value> {
 }
 
 /// `GET /peers/{id}` (id, display name or agent name).
-pub async fn one(State(node): State<Node>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn one(State(node): State<Node>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
     Ok(Json(node.peer(&id)?))
 }
 

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::extract::{JsonBody, Params};
+use super::extract::{ApiPath, JsonBody, Params};
 use super::{ApiResult, json_response, stream};
 use crate::node::error::NodeError;
 use crate::node::task::TaskState;
@@ -72,7 +72,7 @@ fn split_action(spec: &str) -> (&str, Option<&str>) {
 /// `GET /tasks/{id}` or `/tasks/{id}:wait` / `:subscribe`.
 pub async fn get_spec(
     state: State<Node>,
-    Path(spec): Path<String>,
+    ApiPath(spec): ApiPath<String>,
     params: Params,
 ) -> ApiResult<Response> {
     let (id, action) = split_action(&spec);
@@ -82,7 +82,7 @@ pub async fn get_spec(
 /// `GET /tasks/{id}/{action}`.
 pub async fn get_action(
     state: State<Node>,
-    Path((id, action)): Path<(String, String)>,
+    ApiPath((id, action)): ApiPath<(String, String)>,
     params: Params,
 ) -> ApiResult<Response> {
     get_task_action(state, id, &action, params).await
@@ -119,7 +119,7 @@ async fn get_task_action(
 /// `POST /tasks/{id}:update` / `:cancel` / `:continue`.
 pub async fn post_spec(
     state: State<Node>,
-    Path(spec): Path<String>,
+    ApiPath(spec): ApiPath<String>,
     body: JsonBody,
 ) -> ApiResult<Response> {
     let (id, action) = split_action(&spec);
@@ -135,7 +135,7 @@ pub async fn post_spec(
 /// `POST /tasks/{id}/{action}`.
 pub async fn post_action(
     state: State<Node>,
-    Path((id, action)): Path<(String, String)>,
+    ApiPath((id, action)): ApiPath<(String, String)>,
     body: JsonBody,
 ) -> ApiResult<Response> {
     post_task_action(state, id, &action, body).await
@@ -162,7 +162,10 @@ async fn post_task_action(
 }
 
 /// `DELETE /tasks/{id}`: fails a non-terminal task (the reference's behaviour).
-pub async fn delete(State(node): State<Node>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn delete(
+    State(node): State<Node>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
     let task = node
         .update_task(&id, &json!({"status": "failed", "error": "deleted"}))
         .await?;

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::Node;
 use super::ids::{make_id, now_iso, now_unix};
-use super::message::validate_parts;
+use super::message::{MAX_ID_LEN, validate_parts};
 use super::store::{MessageRow, WriteOp};
 use super::task::TaskState;
 use crate::wire::frame::{self, Inbound};
@@ -40,9 +40,12 @@ impl Node {
             Err(e) => return self.reject(peer_id, &e.to_string()),
         };
         match parsed {
-            Inbound::AgentCard(card) => {
+            Inbound::AgentCard(card) if card.is_object() => {
                 self.record_card(peer_id, card);
                 FrameOutcome::Continue
+            }
+            Inbound::AgentCard(_) => {
+                self.reject(peer_id, "acp.agent_card whose card is not an object")
             }
             Inbound::Message(map) => self.on_message(peer_id, map),
             Inbound::Reply(mut map) => {
@@ -213,6 +216,18 @@ impl Node {
     }
 
     fn on_message_checked(&self, peer_id: &str, mut map: Map<String, Value>) -> FrameOutcome {
+        for key in ["message_id", "id", "task_id", "context_id"] {
+            if map
+                .get(key)
+                .and_then(Value::as_str)
+                .is_some_and(|v| v.len() > MAX_ID_LEN)
+            {
+                return self.reject(
+                    peer_id,
+                    &format!("'{key}' longer than {MAX_ID_LEN} characters"),
+                );
+            }
+        }
         let message_id = map
             .get("message_id")
             .or_else(|| map.get("id"))
