@@ -71,6 +71,11 @@ pub struct NodeArgs {
     #[arg(long, env = "ACP_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Extra host names accepted in the Host header of `/mcp` requests (comma-separated),
+    /// for a node reachable under a name; loopback names are always accepted.
+    #[arg(long, env = "ACP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
     /// Messages kept per disconnected peer before sends to it are refused.
     #[arg(long, env = "ACP_OFFLINE_QUEUE_LIMIT", default_value_t = DEFAULT_OFFLINE_QUEUE_LIMIT)]
     pub offline_queue_limit: usize,
@@ -107,6 +112,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Per-peer offline queue limit.
     pub offline_queue_limit: usize,
+    /// Extra Host names accepted by `/mcp`.
+    pub allowed_hosts: Vec<String>,
     /// When the ports or the data dir are taken by another instance, use free ports and a
     /// sibling data dir instead of failing (what `acp-relay mcp` wants: a second MCP host
     /// must get a working node, not a crash).
@@ -162,6 +169,11 @@ impl NodeArgs {
             skills,
             data_dir,
             offline_queue_limit: self.offline_queue_limit.max(1),
+            allowed_hosts: self
+                .allowed_hosts
+                .into_iter()
+                .filter(|h| !h.trim().is_empty())
+                .collect(),
             instance_fallback: false,
         })
     }
@@ -185,6 +197,7 @@ impl Config {
             skills: Vec::new(),
             data_dir,
             offline_queue_limit: DEFAULT_OFFLINE_QUEUE_LIMIT,
+            allowed_hosts: Vec::new(),
             instance_fallback: false,
         }
     }

@@ -181,13 +181,12 @@ async fn tools_are_listed_with_schemas_and_annotations() {
         }
     }
     let get = |n: &str| tools.iter().find(|t| t.name == n).unwrap();
+    let read_only = |n: &str| get(n).annotations.as_ref().unwrap().read_only_hint;
+    assert_eq!(read_only("acp_peers"), Some(true));
     assert_eq!(
-        get("acp_receive")
-            .annotations
-            .as_ref()
-            .unwrap()
-            .read_only_hint,
-        Some(true)
+        read_only("acp_receive"),
+        Some(false),
+        "it moves the read position"
     );
     assert_eq!(
         get("acp_task_cancel")
@@ -291,6 +290,11 @@ async fn two_agents_talk_through_mcp() {
     )
     .await;
     let task_id = task["id"].as_str().unwrap().to_owned();
+    assert_eq!(task["status"], "submitted");
+    // The worker sees the task in its inbox, as a message carrying the task id.
+    let got = ok(&a, "acp_receive", json!({"wait_seconds": 5})).await;
+    assert_eq!(got["messages"][0]["task_id"], task_id.as_str());
+    assert_eq!(got["messages"][0]["text"], "summarize the thread");
     eventually(5, "task reached alpha", || {
         let a = a.peer().clone();
         let id = task_id.clone();
@@ -320,7 +324,12 @@ async fn two_agents_talk_through_mcp() {
         async move { ok(&b, "acp_task_get", json!({"task_id": id})).await["status"] == "completed" }
     })
     .await;
-    let done = ok(&b, "acp_task_get", json!({"task_id": task_id})).await;
+    let done = ok(
+        &b,
+        "acp_task_get",
+        json!({"task_id": task_id, "wait_seconds": 5}),
+    )
+    .await;
     assert_eq!(done["artifacts"][0]["parts"][0]["content"], "summary: hi");
     let list = ok(&b, "acp_task_list", json!({"status": "completed"})).await;
     assert_eq!(list["total"], 1);
@@ -442,4 +451,70 @@ async fn second_instance_with_busy_ports_and_data_dir_still_works() {
     assert_eq!(got["messages"][0]["text"], "hello neighbour");
     first.cancel().await.unwrap();
     second.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn mcp_endpoint_refuses_foreign_hosts_and_origins() {
+    let lab = Lab::new();
+    let node = lab.start("guarded").await;
+    let http = reqwest::Client::new();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let post = |host: Option<&str>, origin: Option<&str>| {
+        let mut req = http
+            .post(format!("{}/mcp", node.url))
+            .header("accept", "application/json, text/event-stream")
+            .json(&init);
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.send()
+    };
+    let port = node.server.http_addr.port();
+    assert_eq!(post(None, None).await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        post(Some("evil.example"), None)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403,
+        "DNS rebinding: foreign Host"
+    );
+    assert_eq!(
+        post(None, Some("http://evil.example"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403,
+        "foreign Origin"
+    );
+    assert_eq!(
+        post(None, Some(&format!("http://localhost:{port}")))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    // Ending a session answers 204.
+    let resp = post(None, None).await.unwrap();
+    let session = resp
+        .headers()
+        .get("mcp-session-id")
+        .expect("session id")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let del = http
+        .delete(format!("{}/mcp", node.url))
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status().as_u16(), 204);
 }

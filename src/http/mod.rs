@@ -45,7 +45,7 @@ pub fn router(node: Node) -> Router {
         .route("/peers", get(peers::list))
         .route("/peers/connect", post(peers::connect))
         .route("/connect", post(peers::connect))
-        .route("/peers/{id}", get(peers::one))
+        .route("/peers/{id}", get(peers::one).delete(peers::remove))
         .route("/message:send", post(messages::send))
         .route("/send", post(messages::legacy_send))
         .route("/peer/{id}/send", post(messages::peer_send))
@@ -70,7 +70,7 @@ pub fn router(node: Node) -> Router {
             get(tasks::get_action).post(tasks::post_action),
         )
         .merge(unsupported::routes())
-        .nest_service("/mcp", crate::mcp::http_service(node.clone()))
+        .merge(crate::mcp::router(node.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

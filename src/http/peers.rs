@@ -35,3 +35,11 @@ pub async fn connect(
     }
     Ok(Json(node.connect(&link, name.as_deref())?))
 }
+
+/// `DELETE /peers/{id}`: forget a peer (stop dialling it, close it, drop its queue).
+pub async fn remove(
+    State(node): State<Node>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(node.remove_peer(&id)?))
+}

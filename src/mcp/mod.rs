@@ -204,6 +204,22 @@ pub fn http_service(
     let mut config = StreamableHttpServerConfig::default()
         .with_cancellation_token(node.shutdown_token().child_token());
     config.allowed_hosts = allowed_hosts(&node);
+    // A browser page may only talk to /mcp from these origins; requests without an Origin
+    // header (MCP clients, curl) are unaffected. The MCP transport spec requires the check.
+    let origins: Vec<String> = allowed_hosts(&node)
+        .into_iter()
+        .flat_map(|h| {
+            let h = if h.contains(':') && !h.starts_with('[') {
+                format!("[{h}]")
+            } else {
+                h
+            };
+            [format!("http://{h}:*"), format!("https://{h}:*")]
+        })
+        .collect();
+    config = config
+        .with_allowed_origins(origins)
+        .enforce_origin_validation();
     let factory_node = node.clone();
     StreamableHttpService::new(
         move || Ok(AcpMcp::new(factory_node.clone())),
@@ -213,7 +229,7 @@ pub fn http_service(
 }
 
 /// Hosts accepted in the `Host` header of `/mcp` requests (DNS-rebinding protection): loopback
-/// names, plus the bind address when it is not a wildcard.
+/// names, the bind address when it is not a wildcard, and `--allowed-hosts`.
 fn allowed_hosts(node: &Node) -> Vec<String> {
     let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1", "[::1]"]
         .iter()
@@ -223,5 +239,34 @@ fn allowed_hosts(node: &Node) -> Vec<String> {
     if bind != "0.0.0.0" && bind != "::" && !hosts.contains(bind) {
         hosts.push(bind.clone());
     }
+    hosts.extend(node.config().allowed_hosts.iter().cloned());
     hosts
+}
+
+/// The `/mcp` routes: the Streamable HTTP service, with one fix-up — a session DELETE is
+/// answered 204 instead of rmcp's 202, which the Python SDK logs as a failed termination.
+pub fn router(node: Node) -> axum::Router<Node> {
+    async fn delete_is_no_content(
+        req: axum::extract::Request,
+        next: axum::middleware::Next,
+    ) -> axum::response::Response {
+        let is_delete = req.method() == axum::http::Method::DELETE;
+        let mut resp = next.run(req).await;
+        if is_delete && resp.status() == axum::http::StatusCode::ACCEPTED {
+            *resp.status_mut() = axum::http::StatusCode::NO_CONTENT;
+        }
+        resp
+    }
+    axum::Router::new()
+        .route_service("/mcp", http_service(node))
+        .layer(axum::middleware::from_fn(delete_is_no_content))
+}
+
+/// The URL an MCP client on this machine should use (loopback when bound to a wildcard).
+pub fn local_url(node: &Node) -> String {
+    let host = match node.config().http_host.as_str() {
+        "0.0.0.0" | "::" => "127.0.0.1",
+        h => h,
+    };
+    format!("http://{host}:{}/mcp", node.http_port())
 }

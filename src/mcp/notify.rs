@@ -15,7 +15,7 @@ use rmcp::service::Peer;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::resources::{INBOX, PEERS, STATUS, TASK_PREFIX};
+use super::resources::{CARD, INBOX, PEERS, STATUS, TASK_PREFIX};
 use super::{AcpMcp, LEVELS};
 
 /// Starts the forwarder of a session (once per session).
@@ -92,6 +92,7 @@ async fn forward(handler: AcpMcp, peer: Peer<RoleServer>) -> Result<(), String> 
                 )
                 .await?;
             }
+            "card" => updated(&handler, &peer, CARD).await?,
             _ => {}
         }
     }

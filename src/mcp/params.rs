@@ -68,7 +68,7 @@ pub struct ReceiveArgs {
     /// The `cursor` returned by your previous `acp_receive`; omit it the first time. Passing
     /// it back guarantees no message is skipped or shown twice.
     #[serde(default)]
-    pub cursor: Option<String>,
+    pub cursor: Option<CursorArg>,
     /// Seconds to wait for a message when none is waiting (0–60, default 0). Use this to wait
     /// for a reply instead of calling repeatedly.
     #[serde(default)]
@@ -85,6 +85,27 @@ pub struct ReceiveArgs {
     /// Only messages about this task.
     #[serde(default)]
     pub task_id: Option<String>,
+}
+
+/// A cursor as returned (a string), also accepted as a bare number.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CursorArg {
+    /// As returned by `acp_receive`.
+    Text(String),
+    /// The same value as a number.
+    Number(i64),
+}
+
+/// Arguments of `acp_task_get`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct TaskGetArgs {
+    /// The task id (`task_…`).
+    pub task_id: String,
+    /// Seconds to wait (0–120, default 0) for the task to finish (completed, failed or
+    /// canceled) before answering; use it to wait for a delegated task's result.
+    #[serde(default)]
+    pub wait_seconds: Option<f64>,
 }
 
 /// Arguments of `acp_task_create`.
@@ -104,7 +125,9 @@ pub struct TaskCreateArgs {
     /// Your own task id (creating the same id twice returns the existing task).
     #[serde(default)]
     pub task_id: Option<String>,
-    /// Send the task to the peer (default true). false = a local task only you track.
+    /// Send the task to the peer (default true): it arrives there as a message carrying the
+    /// task_id (seen by the peer's acp_receive) and is registered as its task. false = a local
+    /// task only you track.
     #[serde(default)]
     pub delegate: Option<bool>,
 }
@@ -216,8 +239,8 @@ pub struct SendResult {
     pub message_id: String,
     /// The node-wide sequence number it got.
     pub server_seq: i64,
-    /// Peer it went to.
-    pub peer_id: String,
+    /// Peer it went to (null for a duplicate).
+    pub peer_id: Option<String>,
     /// `delivered` (handed to the connected peer), `queued_offline` (the peer is away; it is
     /// delivered when the peer is back) or `duplicate` (this message_id was sent before).
     pub delivery: String,

@@ -45,25 +45,24 @@ fn ok<T: Serialize>(summary: impl Into<String>, value: &T) -> ToolResult {
     Ok(result)
 }
 
-/// A node error as a tool error, with the next step for the model.
+/// A node error as a tool error, with the next step for the model (in MCP terms: the node's
+/// own messages speak of REST endpoints).
 fn fail(e: NodeError) -> ToolResult {
-    let hint = match e.code {
-        ErrorCode::NotConnected => {
-            " Call acp_connect with the other agent's link first (or acp_get_link and share yours)."
-        }
-        ErrorCode::AmbiguousPeer => " Several peers are connected: pass `peer` (see acp_peers).",
-        ErrorCode::NotFound => " Check the id with acp_peers / acp_task_list.",
-        ErrorCode::InvalidTransition => " Finished tasks cannot change; create a new task instead.",
-        ErrorCode::QueueFull => {
-            " The peer has been away a long time; wait for it to reconnect (acp_peers)."
-        }
-        ErrorCode::MsgTooLarge => " Send less text or reference large content as a file URL.",
-        _ => "",
+    let msg = e.message.trim_end_matches('.');
+    let message = match e.code {
+        ErrorCode::NotConnected => "no peer to send to. Call acp_connect with the other agent's link first (or call acp_get_link and share yours)".to_owned(),
+        ErrorCode::AmbiguousPeer => "several peers are known and none was named. Pass `peer` (an id or name from acp_peers)".to_owned(),
+        ErrorCode::NotFound => format!("{msg}. Check the id with acp_peers / acp_task_list"),
+        ErrorCode::InvalidTransition => format!(
+            "{msg}. Allowed: submitted → working → completed | failed | input_required (→ working again); cancelling → canceled; finished tasks never change"
+        ),
+        ErrorCode::QueueFull => format!("{msg}. The peer has been away a long time; check acp_peers"),
+        ErrorCode::MsgTooLarge => format!("{msg}. Send less, or reference large content as a file URL"),
+        _ => msg.to_owned(),
     };
     Ok(CallToolResult::error(vec![ContentBlock::text(format!(
-        "{}: {}.{hint}",
-        e.code,
-        e.message.trim_end_matches('.')
+        "{}: {message}.",
+        e.code
     ))]))
 }
 
@@ -264,7 +263,7 @@ impl AcpMcp {
             &SendResult {
                 message_id: out.message_id,
                 server_seq: out.server_seq,
-                peer_id: out.peer_id,
+                peer_id: (!out.peer_id.is_empty()).then_some(out.peer_id),
                 delivery: delivery.into(),
                 context_id,
             },
@@ -275,18 +274,15 @@ impl AcpMcp {
         description = "Read messages other agents sent you, oldest first. Pass back the returned `cursor` next time so nothing is missed or shown twice. Set wait_seconds (up to 60) to wait for a reply instead of polling. Optional filters: peer, context_id, task_id.",
         input_schema = input::<ReceiveArgs>(),
         output_schema = schema_for_output::<ReceiveResult>(),
-        annotations(read_only_hint = true, idempotent_hint = false, open_world_hint = true)
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
     )]
     async fn acp_receive(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
         let args: ReceiveArgs = args!(args);
-        let cursor = match args
-            .cursor
-            .as_deref()
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-        {
+        let cursor = match args.cursor {
             None => None,
-            Some(c) => match c.parse::<i64>() {
+            Some(CursorArg::Number(n)) if n >= 0 => Some(n),
+            Some(CursorArg::Text(c)) if c.trim().is_empty() => None,
+            Some(CursorArg::Text(c)) => match c.trim().parse::<i64>() {
                 Ok(n) if n >= 0 => Some(n),
                 _ => {
                     return fail(NodeError::invalid(format!(
@@ -294,6 +290,11 @@ impl AcpMcp {
                     )));
                 }
             },
+            Some(CursorArg::Number(n)) => {
+                return fail(NodeError::invalid(format!(
+                    "invalid cursor {n}: pass the cursor from the previous acp_receive"
+                )));
+            }
         };
         let wait = args.wait_seconds.unwrap_or(0.0);
         if !(0.0..=60.0).contains(&wait) {
@@ -344,7 +345,20 @@ impl AcpMcp {
         annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn acp_peers(&self) -> ToolResult {
-        let peers = self.node.peers();
+        let mut peers = self.node.peers();
+        // Full AgentCards are long; the model needs who the peer is and what it offers.
+        for p in peers["peers"].as_array_mut().into_iter().flatten() {
+            let card = p["agent_card"].take();
+            if card.is_object() {
+                let skills: Vec<Value> = card["skills"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| s["id"].clone())
+                    .collect();
+                p["agent_card"] = json!({"name": card["name"], "description": card["description"], "skills": skills});
+            }
+        }
         let summary = format!("{} peer(s), {} connected.", peers["count"], peers["active"]);
         ok(summary, &as_object(peers))
     }
@@ -356,31 +370,25 @@ impl AcpMcp {
     )]
     async fn acp_status(&self) -> ToolResult {
         let mut status = self.node.status();
-        status["unread"] = json!(self.node.unread());
-        status["mcp_url"] = json!(format!(
-            "http://{}:{}/mcp",
-            self.node.config().http_host,
-            self.node.http_port()
-        ));
+        status["unread_rest_inbox"] = json!(self.node.unread());
+        status["unread"] = json!(node_try!(self.node.receive_backlog().await));
+        status["mcp_url"] = json!(super::local_url(&self.node));
         if let Some(obj) = status.as_object_mut() {
             obj.remove("agent_card");
+            obj.remove("peer_card");
         }
         let summary = format!(
-            "{} — {} peer(s) connected; link {}; REST {}.",
+            "{} — {} peer(s) connected, {} unread; link {}.",
             self.node.name(),
             status["peer_count"],
-            self.node.link(),
-            format_args!(
-                "http://{}:{}",
-                self.node.config().http_host,
-                self.node.http_port()
-            )
+            status["unread"],
+            self.node.link()
         );
         ok(summary, &as_object(status))
     }
 
     #[tool(
-        description = "Create a task and hand it to a connected agent (delegate, the default) so it can work on it and report back. Returns the task; follow it with acp_task_get or wait for its result with acp_receive / acp_task_get.",
+        description = "Create a task and hand it to a connected agent (delegate, the default): it arrives there as a message carrying the task_id, and the agent reports progress with acp_task_update. Returns the task; wait for its result with acp_task_get and wait_seconds.",
         input_schema = input::<TaskCreateArgs>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
     )]
@@ -390,20 +398,39 @@ impl AcpMcp {
         if let Some(d) = args.data {
             parts.push(json!({"type": "data", "content": d}));
         }
+        let delegate = args.delegate.unwrap_or(true);
         let body = json!({
-            "role": "user",
-            "parts": parts,
+            "payload": {"role": "user", "parts": parts},
             "task_id": args.task_id,
             "context_id": args.context_id,
             "peer_id": args.peer,
-            "delegate": args.delegate.unwrap_or(true),
         });
-        let (task, _) = node_try!(self.node.create_task(&body).await);
-        let task = serde_json::to_value(task).unwrap_or_default();
-        ok(
-            format!("Created {}.", task_summary(&task)),
-            &as_object(task),
-        )
+        let (task, is_new) = node_try!(self.node.create_task(&body).await);
+        if delegate && is_new {
+            // Sent as a message with the task id: the peer's agent sees it in acp_receive, and
+            // both acp-relay and the reference register the task on receipt.
+            let req = SendRequest {
+                message_id: None,
+                role: "user".into(),
+                parts,
+                task_id: Some(task.id.clone()),
+                context_id: task.context_id.clone(),
+                peer_id: task.peer_id.clone().or(args.peer),
+                sync: false,
+                timeout: 30.0,
+                create_task: false,
+            };
+            if let Err(e) = self.node.send(req).await {
+                let _ = self
+                    .node
+                    .update_task(&task.id, &json!({"status": "failed", "error": format!("not delivered: {}", e.message)}))
+                    .await;
+                return fail(e);
+            }
+        }
+        let task = serde_json::to_value(node_try!(self.node.task(&task.id))).unwrap_or_default();
+        let verb = if is_new { "Created" } else { "Already exists:" };
+        ok(format!("{verb} {}.", task_summary(&task)), &as_object(task))
     }
 
     #[tool(
@@ -454,13 +481,26 @@ impl AcpMcp {
     }
 
     #[tool(
-        description = "Get one task: status, payload, result artifacts, history.",
-        input_schema = input::<TaskIdArgs>(),
+        description = "Get one task: status, payload, result artifacts, history. With wait_seconds it waits (up to 120 s) for the task to finish first — the way to wait for a delegated task's result.",
+        input_schema = input::<TaskGetArgs>(),
         annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn acp_task_get(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
-        let args: TaskIdArgs = args!(args);
-        let task = node_try!(self.node.task(&args.task_id));
+        let args: TaskGetArgs = args!(args);
+        let wait = args.wait_seconds.unwrap_or(0.0);
+        if !(0.0..=120.0).contains(&wait) {
+            return fail(NodeError::invalid("wait_seconds must be between 0 and 120"));
+        }
+        let task = if wait > 0.0 {
+            node_try!(
+                self.node
+                    .wait_task(&args.task_id, Duration::from_secs_f64(wait))
+                    .await
+            )
+            .0
+        } else {
+            node_try!(self.node.task(&args.task_id))
+        };
         let task = serde_json::to_value(task).unwrap_or_default();
         ok(task_summary(&task), &as_object(task))
     }

@@ -605,6 +605,8 @@ impl Node {
             for out in leftovers {
                 match out {
                     Outbound::Queued(row) => requeue.push(row),
+                    // Card pushes carry no id and are not worth re-sending later.
+                    Outbound::Frame { message_id, .. } if message_id.is_empty() => {}
                     Outbound::Frame { message_id, json } => {
                         let frame: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
                         let row = QueuedRow {

@@ -26,7 +26,8 @@ pub enum ErrorCode {
     InvalidRequest,
     /// Unknown task, peer, message or route.
     NotFound,
-    /// Known peer, but not connected: the message was queued offline.
+    /// No peer to send to (REST also answers it for a known offline peer, with `queued: true`:
+    /// the reference's contract).
     NotConnected,
     /// Several peers connected and the request did not say which one.
     AmbiguousPeer,

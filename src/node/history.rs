@@ -227,7 +227,12 @@ impl Node {
         filter: &ReceiveFilter,
         limit: usize,
     ) -> NodeResult<(Vec<MessageRow>, i64, bool)> {
-        let implicit = cursor.is_none();
+        // Without a cursor the persisted position is used; it only moves for unfiltered reads,
+        // so a filtered read never hides other messages from later cursor-less reads.
+        let implicit = cursor.is_none()
+            && filter.peer.is_none()
+            && filter.context_id.is_none()
+            && filter.task_id.is_none();
         let peer_keys = filter.peer.as_ref().map(|key| {
             let peers = self.lock_peers();
             match peers.resolve(key) {
@@ -340,6 +345,25 @@ impl Node {
                     store::message_from_row,
                 )
                 .optional()
+            })
+            .await
+    }
+}
+
+impl Node {
+    /// Inbound messages not yet returned by a cursor-less [`Node::receive`].
+    pub async fn receive_backlog(&self) -> NodeResult<i64> {
+        self.inner
+            .store
+            .read(|conn| {
+                let start: i64 = store::get_meta(conn, RECEIVE_CURSOR_KEY)?
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                conn.query_row(
+                    "SELECT COUNT(*) FROM messages WHERE direction = 'inbound' AND rowid_seq > ?1",
+                    [start],
+                    |r| r.get(0),
+                )
             })
             .await
     }

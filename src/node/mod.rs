@@ -333,6 +333,24 @@ impl Node {
             key: "card_edits".into(),
             value: serde_json::to_string(&edits).unwrap_or_default(),
         });
+        // Connected peers get the new card right away (as on connect), and watchers an event.
+        let frame = crate::wire::frame::agent_card(&card).to_string();
+        let outboxes: Vec<_> = self
+            .lock_peers()
+            .peers
+            .values()
+            .filter(|p| p.connected)
+            .filter_map(|p| p.outbox.clone())
+            .collect();
+        for tx in outboxes {
+            let _ = tx.try_send(peers::Outbound::Frame {
+                message_id: String::new(),
+                json: frame.as_str().into(),
+            });
+        }
+        let mut ev = serde_json::Map::new();
+        ev.insert("event".into(), json!("updated"));
+        self.inner.events.emit("card", ev);
         Ok(card)
     }
 
@@ -487,6 +505,29 @@ impl Node {
             "name": display,
             "connected": connected,
         }))
+    }
+
+    /// Forgets a peer: it is no longer dialled, its connection is closed and its offline
+    /// queue is dropped. Its messages stay in the history.
+    pub fn remove_peer(&self, key: &str) -> NodeResult<Value> {
+        let (id, dropped) = {
+            let mut peers = self.lock_peers();
+            let peer = peers
+                .resolve_mut(key)
+                .filter(|p| !p.record.removed)
+                .ok_or_else(|| NodeError::not_found(format!("peer '{key}' not found")))?;
+            peer.record.removed = true;
+            peer.record.dialed = false;
+            peer.outbox = None;
+            let dropped: Vec<i64> = peer.queue.take_all().into_iter().map(|r| r.id).collect();
+            (peer.record.id.clone(), dropped)
+        };
+        let n = dropped.len();
+        if !dropped.is_empty() {
+            self.inner.store.write(WriteOp::Dequeue(dropped));
+        }
+        self.persist_peer(&id);
+        Ok(json!({"ok": true, "peer_id": id, "removed": true, "dropped_queued": n}))
     }
 
     /// Peers to dial at start-up: every stored dialled peer, plus `--join`.

@@ -243,7 +243,12 @@ impl Node {
     async fn notify_task_peer(&self, task: &Task, artifact: Option<&Value>) {
         if let Some(peer) = self.task_peer(task) {
             let frame = frame::task_updated(self.name(), &task.id, task.status.as_str(), artifact);
-            if let Value::Object(map) = frame {
+            if let Value::Object(mut map) = frame {
+                // The reference ignores it; acp-relay peers record why a task failed or what
+                // input it needs.
+                if let Some(e) = &task.error {
+                    map.insert("error".into(), e.clone());
+                }
                 self.send_control(&peer, map).await;
             }
         }
