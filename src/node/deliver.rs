@@ -261,15 +261,7 @@ impl Node {
         self.inner
             .store
             .write(WriteOp::InsertMessage(Box::new(row)));
-        let waiter = req.sync.then(|| {
-            let (tx, rx) = oneshot::channel();
-            self.inner
-                .sync_pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(message_id.clone(), tx);
-            rx
-        });
+        let waiter = req.sync.then(|| self.await_reply_to(&message_id));
 
         let mut delivery = Delivery::Sent;
         let mut queue_depth = 0;
@@ -522,14 +514,20 @@ impl Node {
         Ok(found.flatten())
     }
 
-    /// `/wait/{correlation_id}`: waits for the `acp.reply` to a synchronous send.
-    pub async fn wait_reply(&self, corr: &str, timeout: Duration) -> NodeResult<Value> {
+    /// Registers a waiter for the `acp.reply` whose `correlation_id` is `corr`.
+    fn await_reply_to(&self, corr: &str) -> oneshot::Receiver<Value> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .sync_pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(corr.to_owned(), tx);
+        rx
+    }
+
+    /// `/wait/{correlation_id}`: waits for the `acp.reply` to a synchronous send.
+    pub async fn wait_reply(&self, corr: &str, timeout: Duration) -> NodeResult<Value> {
+        let rx = self.await_reply_to(corr);
         let result = tokio::time::timeout(timeout, rx).await;
         self.inner
             .sync_pending

@@ -9,6 +9,52 @@ use super::Node;
 use super::error::NodeResult;
 use super::store::{self, MessageRow, WriteOp};
 
+/// A `WHERE` clause built from optional filters, with its bound values.
+#[derive(Default)]
+struct Where {
+    clauses: Vec<&'static str>,
+    args: Vec<rusqlite::types::Value>,
+}
+
+impl Where {
+    /// Adds a condition with its placeholders' values.
+    fn and<const N: usize>(&mut self, clause: &'static str, values: [rusqlite::types::Value; N]) {
+        self.clauses.push(clause);
+        self.args.extend(values);
+    }
+
+    /// Adds a one-placeholder condition when a value is given.
+    fn and_some(&mut self, clause: &'static str, value: Option<&String>) {
+        if let Some(v) = value {
+            self.and(clause, [v.clone().into()]);
+        }
+    }
+
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+}
+
+impl Node {
+    /// The local id and agent name a peer filter matches (messages store both).
+    fn peer_match_keys(&self, key: &str) -> (String, String) {
+        match self.lock_peers().resolve(key) {
+            Some(p) => (
+                p.record.id.clone(),
+                p.record
+                    .agent_name
+                    .clone()
+                    .unwrap_or_else(|| key.to_owned()),
+            ),
+            None => (key.to_owned(), key.to_owned()),
+        }
+    }
+}
+
 /// Filters and paging of `GET /messages`.
 #[derive(Debug, Clone, Default)]
 pub struct MessageQuery {
@@ -61,50 +107,25 @@ impl Node {
 
     /// `/messages`: stored history (both directions), filtered and paged.
     pub async fn messages(&self, q: MessageQuery) -> NodeResult<Value> {
-        let peer_keys = q.peer_id.as_ref().map(|key| {
-            let peers = self.lock_peers();
-            match peers.resolve(key) {
-                Some(p) => (
-                    p.record.id.clone(),
-                    p.record.agent_name.clone().unwrap_or_else(|| key.clone()),
-                ),
-                None => (key.clone(), key.clone()),
-            }
-        });
+        let peer_keys = q.peer_id.as_deref().map(|key| self.peer_match_keys(key));
         let limit = q.limit.clamp(1, 100);
         let offset = q.offset;
         let (rows, total) = self
             .inner
             .store
             .read(move |conn| {
-                let mut clauses = Vec::new();
-                let mut args: Vec<rusqlite::types::Value> = Vec::new();
+                let mut w = Where::default();
                 if let Some((id, name)) = &peer_keys {
-                    clauses.push("(peer_id = ? OR (direction = 'inbound' AND sender = ?))");
-                    args.push(id.clone().into());
-                    args.push(name.clone().into());
+                    w.and("(peer_id = ? OR (direction = 'inbound' AND sender = ?))", [id.clone().into(), name.clone().into()]);
                 }
-                if let Some(role) = &q.role {
-                    clauses.push("role = ?");
-                    args.push(role.clone().into());
-                }
+                w.and_some("role = ?", q.role.as_ref());
                 if let Some(after) = q.received_after {
-                    clauses.push("received_at > ?");
-                    args.push(after.into());
+                    w.and("received_at > ?", [after.into()]);
                 }
-                if let Some(d) = &q.direction {
-                    clauses.push("direction = ?");
-                    args.push(d.clone().into());
-                }
-                if let Some(c) = &q.context_id {
-                    clauses.push("context_id = ?");
-                    args.push(c.clone().into());
-                }
-                if let Some(t) = &q.task_id {
-                    clauses.push("task_id = ?");
-                    args.push(t.clone().into());
-                }
-                let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+                w.and_some("direction = ?", q.direction.as_ref());
+                w.and_some("context_id = ?", q.context_id.as_ref());
+                w.and_some("task_id = ?", q.task_id.as_ref());
+                let (filter, args) = (w.sql(), w.args);
                 let total: i64 = conn.query_row(
                     &format!("SELECT COUNT(*) FROM messages {filter}"),
                     rusqlite::params_from_iter(args.iter()),
@@ -233,16 +254,7 @@ impl Node {
             && filter.peer.is_none()
             && filter.context_id.is_none()
             && filter.task_id.is_none();
-        let peer_keys = filter.peer.as_ref().map(|key| {
-            let peers = self.lock_peers();
-            match peers.resolve(key) {
-                Some(p) => (
-                    p.record.id.clone(),
-                    p.record.agent_name.clone().unwrap_or_else(|| key.clone()),
-                ),
-                None => (key.clone(), key.clone()),
-            }
-        });
+        let peer_keys = filter.peer.as_deref().map(|key| self.peer_match_keys(key));
         let filter = filter.clone();
         let limit = limit.clamp(1, 200);
         let (rows, start) = self
@@ -255,24 +267,22 @@ impl Node {
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0),
                 };
-                let mut sql = format!(
-                    "SELECT {} FROM messages WHERE direction = 'inbound' AND rowid_seq > ?",
-                    store::MESSAGE_COLUMNS
-                );
-                let mut args: Vec<rusqlite::types::Value> = vec![start.into()];
+                let mut w = Where::default();
+                w.and("direction = 'inbound' AND rowid_seq > ?", [start.into()]);
                 if let Some((id, name)) = &peer_keys {
-                    sql.push_str(" AND (peer_id = ? OR sender = ?)");
-                    args.push(id.clone().into());
-                    args.push(name.clone().into());
+                    w.and(
+                        "(peer_id = ? OR sender = ?)",
+                        [id.clone().into(), name.clone().into()],
+                    );
                 }
-                if let Some(c) = &filter.context_id {
-                    sql.push_str(" AND context_id = ?");
-                    args.push(c.clone().into());
-                }
-                if let Some(t) = &filter.task_id {
-                    sql.push_str(" AND task_id = ?");
-                    args.push(t.clone().into());
-                }
+                w.and_some("context_id = ?", filter.context_id.as_ref());
+                w.and_some("task_id = ?", filter.task_id.as_ref());
+                let mut sql = format!(
+                    "SELECT {} FROM messages {}",
+                    store::MESSAGE_COLUMNS,
+                    w.sql()
+                );
+                let mut args = w.args;
                 sql.push_str(" ORDER BY rowid_seq LIMIT ?");
                 args.push(((limit + 1) as i64).into());
                 let mut stmt = conn.prepare_cached(&sql)?;

@@ -48,24 +48,70 @@ impl Node {
         context_id: Option<String>,
         peer_id: Option<String>,
     ) -> NodeResult<Task> {
+        let id = task_id.unwrap_or_else(|| make_id("task"));
+        Ok(self.register_task(
+            id,
+            TaskState::Submitted,
+            payload,
+            message_id,
+            context_id,
+            peer_id,
+            false,
+        ))
+    }
+
+    /// Registers a task a peer created (by message `task_id` or `task.delegate`).
+    pub(crate) fn adopt_peer_task(
+        &self,
+        task_id: &str,
+        state: TaskState,
+        payload: Value,
+        origin: Option<String>,
+        context_id: Option<String>,
+        peer_id: &str,
+    ) {
+        self.register_task(
+            task_id.to_owned(),
+            state,
+            payload,
+            origin,
+            context_id,
+            Some(peer_id.to_owned()),
+            true,
+        );
+    }
+
+    /// Inserts a new task (or returns the one that already has this id, unchanged), then
+    /// persists it, counts it and emits its first `status` event.
+    #[allow(clippy::too_many_arguments)]
+    fn register_task(
+        &self,
+        id: String,
+        state: TaskState,
+        payload: Value,
+        origin: Option<String>,
+        context_id: Option<String>,
+        peer_id: Option<String>,
+        from_peer: bool,
+    ) -> Task {
         let task = {
             let mut tasks = self.lock_tasks();
-            if let Some(existing) = task_id.as_ref().and_then(|id| tasks.get(id)) {
-                return Ok(existing.clone());
+            if let Some(existing) = tasks.get(&id) {
+                return existing.clone();
             }
             let now = now_iso();
             let task = Task {
-                id: task_id.unwrap_or_else(|| make_id("task")),
-                status: TaskState::Submitted,
+                id,
+                status: state,
                 created_at: now.clone(),
                 updated_at: now,
                 payload,
                 artifacts: Vec::new(),
                 history: Vec::new(),
-                origin_message_id: message_id,
+                origin_message_id: origin,
                 context_id,
                 error: None,
-                from_peer: false,
+                from_peer,
                 peer_id,
             };
             tasks.insert(task.id.clone(), task.clone());
@@ -79,59 +125,14 @@ impl Node {
         let mut ev = Map::new();
         ev.insert("task_id".into(), json!(task.id));
         ev.insert("state".into(), json!(task.status));
+        if from_peer {
+            ev.insert("peer_id".into(), json!(task.peer_id));
+        }
         if let Some(c) = &task.context_id {
             ev.insert("context_id".into(), json!(c));
         }
         self.inner.events.emit("status", ev);
-        Ok(task)
-    }
-
-    /// Registers a task a peer created (by message `task_id` or `task.delegate`).
-    pub(crate) fn adopt_peer_task(
-        &self,
-        task_id: &str,
-        state: TaskState,
-        payload: Value,
-        origin: Option<String>,
-        context_id: Option<String>,
-        peer_id: &str,
-    ) {
-        let task = {
-            let mut tasks = self.lock_tasks();
-            if tasks.contains_key(task_id) {
-                return;
-            }
-            let now = now_iso();
-            let task = Task {
-                id: task_id.to_owned(),
-                status: state,
-                created_at: now.clone(),
-                updated_at: now,
-                payload,
-                artifacts: Vec::new(),
-                history: Vec::new(),
-                origin_message_id: origin,
-                context_id,
-                error: None,
-                from_peer: true,
-                peer_id: Some(peer_id.to_owned()),
-            };
-            tasks.insert(task.id.clone(), task.clone());
-            task
-        };
-        self.persist_task(&task);
-        self.inner
-            .counters
-            .tasks_created
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut ev = Map::new();
-        ev.insert("task_id".into(), json!(task.id));
-        ev.insert("state".into(), json!(task.status));
-        ev.insert("peer_id".into(), json!(peer_id));
-        if let Some(c) = &task.context_id {
-            ev.insert("context_id".into(), json!(c));
-        }
-        self.inner.events.emit("status", ev);
+        task
     }
 
     fn persist_task(&self, task: &Task) {
