@@ -109,7 +109,7 @@ pub async fn recv(State(node): State<Node>, params: Params) -> ApiResult<Json<Va
     if wait > 0.0 && node.unread() == 0 {
         node.wait_for_inbox(Duration::from_secs_f64(wait)).await;
     }
-    Ok(Json(node.recv(limit)))
+    Ok(Json(node.recv(limit).await?))
 }
 
 /// `GET /messages`: filtered, paged history.

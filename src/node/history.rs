@@ -79,30 +79,45 @@ pub struct MessageQuery {
 }
 
 impl Node {
-    /// `/recv`: hands out up to `limit` unread inbound messages, oldest first, and marks them read.
-    pub fn recv(&self, limit: usize) -> Value {
-        let (taken, remaining) = {
-            let mut inbox = self.inner.inbox.lock().unwrap_or_else(|p| p.into_inner());
-            let n = limit.min(inbox.len());
-            let taken: Vec<_> = inbox.drain(..n).collect();
-            (taken, inbox.len())
-        };
+    /// `/recv`: hands out up to `limit` unread inbound messages, oldest first, and marks them
+    /// read (durably, before answering).
+    pub async fn recv(&self, limit: usize) -> NodeResult<Value> {
+        let _one_at_a_time = self.inner.recv_lock.lock().await;
+        let limit = limit.min(1000) as i64;
+        let taken = self
+            .inner
+            .store
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {} FROM messages WHERE consumed = 0 AND direction = 'inbound'
+                     ORDER BY rowid_seq LIMIT ?1",
+                    store::MESSAGE_COLUMNS
+                ))?;
+                stmt.query_map([limit], store::message_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
         if !taken.is_empty() {
-            self.inner.store.write(WriteOp::MarkConsumed(
-                taken.iter().map(|m| m.message_id.clone()).collect(),
-            ));
+            self.inner
+                .store
+                .write_wait(WriteOp::MarkConsumed(
+                    taken.iter().map(|m| m.message_id.clone()).collect(),
+                ))
+                .await?;
+            self.inner
+                .unread
+                .fetch_sub(taken.len() as i64, std::sync::atomic::Ordering::Relaxed);
         }
         let messages: Vec<Value> = taken.iter().map(|m| m.recv_entry()).collect();
-        json!({"messages": messages, "count": messages.len(), "remaining": remaining})
+        Ok(json!({"messages": messages, "count": messages.len(), "remaining": self.unread()}))
     }
 
-    /// Number of unread inbound messages.
+    /// Number of inbound messages `/recv` has not handed out.
     pub fn unread(&self) -> usize {
         self.inner
-            .inbox
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+            .unread
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(0) as usize
     }
 
     /// `/messages`: stored history (both directions), filtered and paged.

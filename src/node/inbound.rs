@@ -1,7 +1,6 @@
 //! Frames from peers: signature check, dedup, storage, task bookkeeping, replies, cards.
 //! A bad frame is counted and logged, never fatal: the connection and the node carry on.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use serde_json::{Map, Value, json};
@@ -292,7 +291,7 @@ impl Node {
             );
         }
         let sender = map.get("from").and_then(Value::as_str).map(str::to_owned);
-        let row = Arc::new(MessageRow {
+        let row = MessageRow {
             message_id: message_id.clone(),
             direction: "inbound",
             peer_id: Some(peer_id.to_owned()),
@@ -309,15 +308,11 @@ impl Node {
             consumed: false,
             frame: Value::Object(map),
             local_seq: 0,
-        });
+        };
         self.inner
             .store
-            .write(WriteOp::InsertMessage(Box::new((*row).clone())));
-        self.inner
-            .inbox
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(row);
+            .write(WriteOp::InsertMessage(Box::new(row)));
+        self.inner.unread.fetch_add(1, Ordering::Relaxed);
         self.inner
             .counters
             .messages_received

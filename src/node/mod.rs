@@ -40,7 +40,7 @@ use card::{Card, CardEdits};
 use error::{ErrorCode, NodeError, NodeResult};
 use events::EventLog;
 use peers::{Peer, PeerRecord, PeerTable};
-use store::{MessageRow, QueuedRow, Store, WriteOp};
+use store::{QueuedRow, Store, WriteOp};
 use task::Task;
 
 /// How many recent message ids are remembered for dedup (inbound) and idempotency (outbound).
@@ -97,7 +97,10 @@ pub(crate) struct Inner {
     pub(crate) card: RwLock<Card>,
     pub(crate) peers: Mutex<PeerTable>,
     pub(crate) tasks: Mutex<HashMap<String, Task>>,
-    pub(crate) inbox: Mutex<VecDeque<Arc<MessageRow>>>,
+    /// Inbound messages `/recv` has not handed out yet (they live in the store).
+    pub(crate) unread: std::sync::atomic::AtomicI64,
+    /// Serializes `/recv` so two callers never get the same message.
+    pub(crate) recv_lock: tokio::sync::Mutex<()>,
     pub(crate) inbox_notify: Notify,
     pub(crate) seen_inbound: Mutex<RecentIds>,
     pub(crate) sent_ids: Mutex<RecentIds>,
@@ -124,7 +127,7 @@ pub struct Node {
 }
 
 impl Node {
-    /// Opens the store, restores tokens, peers, tasks, the inbox and the offline queue, and
+    /// Opens the store, restores tokens, peers, tasks, the unread count and the offline queue, and
     /// returns a node that is not yet listening (the wire layer binds and attaches).
     pub fn open(mut config: Config) -> NodeResult<Node> {
         let lock = lock_data_dir(&mut config)?;
@@ -193,7 +196,8 @@ impl Node {
                     .map(|t| (t.id.clone(), t))
                     .collect(),
             ),
-            inbox: Mutex::new(restored.inbox.into_iter().map(Arc::new).collect()),
+            unread: std::sync::atomic::AtomicI64::new(restored.unread),
+            recv_lock: tokio::sync::Mutex::new(()),
             inbox_notify: Notify::new(),
             seen_inbound: Mutex::new(seen),
             sent_ids: Mutex::new(sent),
@@ -696,7 +700,7 @@ struct Restored {
     peers: Vec<PeerRecord>,
     peer_counter: u64,
     tasks: Vec<Task>,
-    inbox: Vec<MessageRow>,
+    unread: i64,
     queued: Vec<QueuedRow>,
     recent_inbound: Vec<String>,
     recent_outbound: Vec<(String, i64)>,
@@ -728,13 +732,11 @@ fn restore(conn: &rusqlite::Connection) -> rusqlite::Result<Restored> {
         .query_map([], |r| r.get::<_, String>(0))?
         .filter_map(|b| b.ok().and_then(|b| serde_json::from_str(&b).ok()))
         .collect();
-    let inbox = conn
-        .prepare(&format!(
-            "SELECT {} FROM messages WHERE consumed = 0 AND direction = 'inbound' ORDER BY rowid_seq",
-            store::MESSAGE_COLUMNS
-        ))?
-        .query_map([], store::message_from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let unread: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM messages WHERE consumed = 0 AND direction = 'inbound'",
+        [],
+        |r| r.get(0),
+    )?;
     let queued = conn
         .prepare("SELECT id, peer_id, message_id, frame, queued_at FROM offline_queue ORDER BY id")?
         .query_map([], |r| {
@@ -780,7 +782,7 @@ fn restore(conn: &rusqlite::Connection) -> rusqlite::Result<Restored> {
         peers,
         peer_counter,
         tasks,
-        inbox,
+        unread,
         queued,
         recent_inbound,
         recent_outbound,

@@ -55,6 +55,8 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX offline_by_peer ON offline_queue(peer_id, id);
      CREATE TABLE events(seq INTEGER PRIMARY KEY, body TEXT NOT NULL);",
+    // v2: start-up reads the highest outbound server_seq without scanning every message.
+    "CREATE INDEX messages_outbound_seq ON messages(server_seq) WHERE direction = 'outbound';",
 ];
 
 /// How many events the log keeps for replay; older ones are pruned by the writer.
