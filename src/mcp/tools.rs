@@ -399,11 +399,16 @@ impl AcpMcp {
             parts.push(json!({"type": "data", "content": d}));
         }
         let delegate = args.delegate.unwrap_or(true);
+        // Decide the worker first, so a task that cannot be handed to anyone is not created.
+        let peer = match delegate {
+            true => Some(node_try!(self.node.target_peer(args.peer.as_deref()))),
+            false => args.peer,
+        };
         let body = json!({
             "payload": {"role": "user", "parts": parts},
             "task_id": args.task_id,
             "context_id": args.context_id,
-            "peer_id": args.peer,
+            "peer_id": peer,
         });
         let (task, is_new) = node_try!(self.node.create_task(&body).await);
         if delegate && is_new {
@@ -415,7 +420,7 @@ impl AcpMcp {
                 parts,
                 task_id: Some(task.id.clone()),
                 context_id: task.context_id.clone(),
-                peer_id: task.peer_id.clone().or(args.peer),
+                peer_id: task.peer_id.clone(),
                 sync: false,
                 timeout: 30.0,
                 create_task: false,

@@ -58,6 +58,23 @@ pub struct SendOutcome {
     pub queue_depth: usize,
 }
 
+/// Length of a value's JSON text, measured without building it.
+fn json_len(v: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
+}
+
 /// How long a send waits for room in a busy peer's outbox before queueing offline instead.
 const OUTBOX_WAIT: Duration = Duration::from_secs(5);
 
@@ -143,6 +160,14 @@ impl Node {
         })
     }
 
+    /// The peer a send would go to (named, the only connected one, or the only known one),
+    /// with the same errors a send gives.
+    pub fn target_peer(&self, wanted: Option<&str>) -> NodeResult<String> {
+        Ok(match self.pick_target(wanted, None)? {
+            Target::Live(id, _) | Target::Away(id) => id,
+        })
+    }
+
     /// Signs a frame in place when a secret is configured.
     pub(crate) fn sign_frame(&self, frame: &mut Map<String, Value>) {
         if let Some(signer) = self.signer() {
@@ -183,9 +208,15 @@ impl Node {
         if req.sync {
             frame.insert("correlation_id".into(), json!(message_id));
         }
-        // Size check before anything is stored or numbered.
-        let probe_len = Value::Object(frame.clone()).to_string().len() + 96;
-        if probe_len > self.inner.config.max_msg_size {
+        // Size check before anything is stored or numbered: the parts are measured without
+        // building a string; the frame is serialized once, further down.
+        let estimate = json_len(&req.parts)
+            + message_id.len()
+            + self.name().len()
+            + 400
+            + req.task_id.as_ref().map_or(0, String::len)
+            + req.context_id.as_ref().map_or(0, String::len);
+        if estimate > self.inner.config.max_msg_size {
             return Err(NodeError::new(
                 ErrorCode::MsgTooLarge,
                 format!(
@@ -239,28 +270,44 @@ impl Node {
         self.sign_frame(&mut frame);
         let frame = Value::Object(frame);
         let json: Arc<str> = frame.to_string().into();
+        if json.len() > self.inner.config.max_msg_size {
+            self.inner
+                .sent_ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .forget(&message_id);
+            return Err(NodeError::new(
+                ErrorCode::MsgTooLarge,
+                format!(
+                    "message too large (max {} bytes)",
+                    self.inner.config.max_msg_size
+                ),
+            )
+            .with_message_id(Some(&message_id)));
+        }
 
+        let task_id = frame
+            .get("task_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let row = MessageRow {
             message_id: message_id.clone(),
             direction: "outbound",
             peer_id: Some(peer_id.clone()),
             sender: Some(self.name().to_owned()),
             role: req.role.clone(),
-            task_id: frame
-                .get("task_id")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            task_id: task_id.clone(),
             context_id: req.context_id.clone(),
             server_seq: Some(server_seq),
-            ts: ts.clone(),
+            ts,
             received_at: now_unix(),
             consumed: true,
-            frame: frame.clone(),
+            frame,
             local_seq: 0,
         };
         self.inner
             .store
-            .write(WriteOp::InsertMessage(Box::new(row)));
+            .write(WriteOp::InsertMessage(Box::new(row), Some(json.clone())));
         let waiter = req.sync.then(|| self.await_reply_to(&message_id));
 
         let mut delivery = Delivery::Sent;
@@ -284,12 +331,14 @@ impl Node {
                 };
                 if failed.is_some() {
                     delivery = Delivery::Queued;
-                    queue_depth = self.enqueue_offline(&peer_id, &message_id, frame.clone());
+                    let frame = serde_json::from_str(&json).unwrap_or(Value::Null);
+                    queue_depth = self.enqueue_offline(&peer_id, &message_id, frame);
                 }
             }
             Target::Away(_) => {
                 delivery = Delivery::Queued;
-                queue_depth = self.enqueue_offline(&peer_id, &message_id, frame.clone());
+                let frame = serde_json::from_str(&json).unwrap_or(Value::Null);
+                queue_depth = self.enqueue_offline(&peer_id, &message_id, frame);
             }
         }
         if delivery == Delivery::Sent {
@@ -299,10 +348,7 @@ impl Node {
         event.insert("message_id".into(), json!(message_id));
         event.insert("role".into(), json!(req.role));
         event.insert("parts".into(), Value::Array(req.parts));
-        event.insert(
-            "task_id".into(),
-            frame.get("task_id").cloned().unwrap_or(Value::Null),
-        );
+        event.insert("task_id".into(), json!(task_id));
         event.insert("context_id".into(), json!(req.context_id));
         event.insert("direction".into(), json!("outbound"));
         event.insert("peer_id".into(), json!(peer_id));

@@ -311,7 +311,7 @@ impl Node {
         };
         self.inner
             .store
-            .write(WriteOp::InsertMessage(Box::new(row)));
+            .write(WriteOp::InsertMessage(Box::new(row), None));
         self.inner.unread.fetch_add(1, Ordering::Relaxed);
         self.inner
             .counters

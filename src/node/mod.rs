@@ -69,6 +69,13 @@ impl RecentIds {
         true
     }
 
+    /// Forgets `id` (a reservation that was not used).
+    pub(crate) fn forget(&mut self, id: &str) {
+        if self.seen.remove(id).is_some() {
+            self.order.retain(|o| o != id);
+        }
+    }
+
     /// The value stored for `id`.
     pub(crate) fn get(&self, id: &str) -> Option<i64> {
         self.seen.get(id).copied()

@@ -111,8 +111,9 @@ pub struct QueuedRow {
 /// A write for the writer thread.
 #[derive(Debug)]
 pub enum WriteOp {
-    /// Insert a message (ignored if the same direction+id is already stored).
-    InsertMessage(Box<MessageRow>),
+    /// Insert a message (ignored if the same direction+id is already stored). The frame's
+    /// JSON text is passed along when the caller already serialized it.
+    InsertMessage(Box<MessageRow>, Option<std::sync::Arc<str>>),
     /// Mark inbound messages as handed out by `/recv`.
     MarkConsumed(Vec<String>),
     /// Insert or replace a task document.
@@ -344,7 +345,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Command>) {
 
 fn apply(tx: &rusqlite::Transaction<'_>, op: WriteOp) -> rusqlite::Result<()> {
     match op {
-        WriteOp::InsertMessage(m) => {
+        WriteOp::InsertMessage(m, text) => {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO messages(message_id, direction, peer_id, sender, role,
                     task_id, context_id, server_seq, ts, received_at, consumed, frame)
@@ -362,7 +363,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: WriteOp) -> rusqlite::Result<()> {
                 m.ts,
                 m.received_at,
                 m.consumed,
-                m.frame.to_string(),
+                text.as_deref()
+                    .map_or_else(|| m.frame.to_string(), str::to_owned),
             ])?;
         }
         WriteOp::MarkConsumed(ids) => {
