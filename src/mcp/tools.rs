@@ -52,7 +52,8 @@ fn fail(e: NodeError) -> ToolResult {
     let message = match e.code {
         ErrorCode::NotConnected => "no peer to send to. Call acp_connect with the other agent's link first (or call acp_get_link and share yours)".to_owned(),
         ErrorCode::AmbiguousPeer => "several peers are known and none was named. Pass `peer` (an id or name from acp_peers)".to_owned(),
-        ErrorCode::NotFound => format!("{msg}. Check the id with acp_peers / acp_task_list"),
+        // The node's own hint after ';' names REST endpoints; the MCP hint replaces it.
+        ErrorCode::NotFound => format!("{}. Check the id with acp_peers / acp_task_list", msg.split("; ").next().unwrap_or(msg)),
         ErrorCode::InvalidTransition => format!(
             "{msg}. Allowed: submitted → working → completed | failed | input_required (→ working again); cancelling → canceled; finished tasks never change"
         ),
