@@ -142,7 +142,6 @@ pub struct Store {
     tx: mpsc::UnboundedSender<Command>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
-    writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
@@ -180,7 +179,7 @@ impl Store {
             .map(|_| open_connection(path))
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let handle = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("acp-store-writer".into())
             .spawn(move || writer_loop(writer_conn, rx))
             .map_err(|e| NodeError::internal(format!("cannot start store writer: {e}")))?;
@@ -188,7 +187,6 @@ impl Store {
             tx,
             readers: Arc::new(Mutex::new(readers)),
             path: path.to_owned(),
-            writer: Arc::new(Mutex::new(Some(handle))),
         })
     }
 
@@ -252,23 +250,17 @@ impl Store {
         f(&conn).map_err(NodeError::from)
     }
 
-    /// Drains the queue, checkpoints the WAL and stops the writer thread.
+    /// Commits everything queued and checkpoints the WAL into the database file (a clean
+    /// shutdown leaves no WAL to replay). The writer thread ends when the last handle drops.
     pub async fn close(&self) {
         let _ = self.flush().await;
-        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
-        // Dropping every sender ends the writer loop; we only hold one of many clones, so
-        // ask the writer to stop by checkpointing through a reader and leave the thread to
-        // exit with the process. The flush above is what guarantees durability.
-        if let Some(handle) = handle {
-            let path = self.path.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Ok(conn) = open_connection(&path) {
-                    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
-                }
-                drop(handle);
-            })
-            .await;
-        }
+        let path = self.path.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(conn) = open_connection(&path) {
+                let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+            }
+        })
+        .await;
     }
 }
 
