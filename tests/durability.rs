@@ -353,3 +353,43 @@ async fn hmac_mismatch_is_refused_and_match_is_accepted() {
         "the forged message was not stored: {msgs}"
     );
 }
+
+#[tokio::test]
+async fn refused_dial_keeps_the_queue_and_backs_off() {
+    let lab = Lab::new();
+    let a = lab.start("alpha").await;
+    let b = lab.start("beta").await;
+    // A stale link: right host and port, wrong token (what a restarted reference node gives).
+    let stale = format!(
+        "acp://127.0.0.1:{}/tok_0000000000000000",
+        a.server.ws_addr.port()
+    );
+    let (s, r) = b.post("/peers/connect", json!({"link": stale})).await;
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = b
+        .post("/message:send", json!({"role": "user", "text": "keep me"}))
+        .await;
+    assert_eq!(s, 503, "{r}");
+    assert_eq!(r["queued"], true);
+    eventually(5, "refusal recorded", || async {
+        let (_, p) = b.get("/peers/peer_001").await;
+        p["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid_token"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, p) = b.get("/peers/peer_001").await;
+    assert_eq!(p["connected"], false);
+    let attempts = p["reconnect_attempts"].as_u64().unwrap();
+    assert!(
+        (1..=4).contains(&attempts),
+        "backs off instead of hammering: {attempts} attempts in ~1.5 s"
+    );
+    assert_eq!(
+        b.get("/offline-queue").await.1["total_queued"],
+        1,
+        "the queued message is kept"
+    );
+    assert_eq!(a.get("/messages").await.1["total"], 0);
+}

@@ -191,21 +191,21 @@ async fn dial_loop(node: Node, peer_id: String) {
         };
         match result {
             Ok(Ok((mut ws, _))) => {
-                if ws
-                    .send(Message::text(frame::agent_card(&node.card()).to_string()))
-                    .await
-                    .is_ok()
-                {
-                    tracing::info!(peer = %peer_id, link = %link_text, "peer connected (dialled)");
-                    backoff = Duration::from_millis(250);
-                    run_session(
-                        node.clone(),
-                        peer_id.clone(),
-                        ws,
-                        Some(format!("{}:{}", link.host, link.port)),
-                        None,
-                    )
-                    .await;
+                // The host answers a wrong token only after the upgrade (an `error` frame),
+                // so the connection counts as up — and the offline queue is handed over —
+                // only once the peer's first frame is not a refusal.
+                match handshake_dialled(&node, &mut ws).await {
+                    Ok(first) => {
+                        tracing::info!(peer = %peer_id, link = %link_text, "peer connected (dialled)");
+                        backoff = Duration::from_millis(250);
+                        let remote = Some(format!("{}:{}", link.host, link.port));
+                        run_session(node.clone(), peer_id.clone(), ws, remote, first).await;
+                    }
+                    Err(why) => {
+                        let n = node.note_dial_failure(&peer_id, &why);
+                        tracing::warn!(peer = %peer_id, attempt = n, link = %link_text, "dial refused: {why}");
+                        let _ = ws.close(None).await;
+                    }
                 }
             }
             Ok(Err(e)) => {
@@ -222,6 +222,31 @@ async fn dial_loop(node: Node, peer_id: String) {
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// Sends our card on a freshly dialled connection and waits for the peer's first frame.
+/// Returns that frame (to be processed once the session runs) or why the peer refused us.
+async fn handshake_dialled<S>(
+    node: &Node,
+    ws: &mut WebSocketStream<S>,
+) -> Result<Option<String>, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ws.send(Message::text(frame::agent_card(&node.card()).to_string()))
+        .await
+        .map_err(|e| format!("cannot send our card: {e}"))?;
+    let first = tokio::time::timeout(FIRST_FRAME_TIMEOUT, next_text(ws))
+        .await
+        .map_err(|_| "the peer sent nothing after the handshake".to_owned())?
+        .ok_or_else(|| "the peer closed the connection after the handshake".to_owned())?;
+    if let Ok(frame::Inbound::Error(map)) = frame::parse(&first, node.config().max_msg_size) {
+        let code = map.get("code").and_then(|c| c.as_str()).unwrap_or("error");
+        return Err(format!(
+            "peer error: {code} (is the link current? a restarted reference node has a new token)"
+        ));
+    }
+    Ok(Some(first))
 }
 
 /// Runs one established connection until it ends, then detaches it from the node.
