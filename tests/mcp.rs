@@ -518,3 +518,61 @@ async fn mcp_endpoint_refuses_foreign_hosts_and_origins() {
         .unwrap();
     assert_eq!(del.status().as_u16(), 204);
 }
+
+#[tokio::test]
+async fn subscriptions_listen_streams_resource_updates() {
+    let lab = Lab::new();
+    let a_node = lab.start("alpha").await;
+    let b_node = lab.start("beta").await;
+    // A client of the 2026-07-28 protocol (no initialize; subscriptions/listen).
+    use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
+    let config = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("acp-relay-tests", "0"),
+    );
+    let transport = StreamableHttpClientTransport::from_uri(format!("{}/mcp", a_node.url));
+    let lifecycle = ClientLifecycleMode::Discover {
+        preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
+    };
+    let a = config
+        .serve_with_lifecycle(transport, lifecycle)
+        .await
+        .expect("2026-07-28 session");
+    let filter = rmcp::model::SubscriptionFilter::builder()
+        .resources_list_changed()
+        .resource_subscription("acp://inbox")
+        .resource_subscription("acp://nowhere")
+        .build();
+    let mut sub = a
+        .listen(filter)
+        .await
+        .expect("subscriptions/listen acknowledged");
+    let ack = sub
+        .acknowledged()
+        .resource_subscriptions
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(
+        ack,
+        ["acp://inbox"],
+        "only resources the node has are accepted"
+    );
+    common::connect(&b_node, &a_node).await;
+    b_node.send_text("over listen", json!({})).await;
+    let mut saw_inbox = false;
+    for _ in 0..10 {
+        let next = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("notification in time");
+        let Ok(Some(note)) = next else { break };
+        if format!("{note:?}").contains("acp://inbox") {
+            saw_inbox = true;
+            break;
+        }
+    }
+    assert!(
+        saw_inbox,
+        "resources/updated for acp://inbox arrived on the listen stream"
+    );
+    a.cancel().await.unwrap();
+}

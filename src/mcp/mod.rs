@@ -92,7 +92,6 @@ impl ServerHandler for AcpMcp {
                 .build(),
         )
         .with_server_info(Implementation::new("acp-relay", env!("CARGO_PKG_VERSION")))
-        .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
         .with_instructions(INSTRUCTIONS.to_owned())
     }
 
@@ -142,6 +141,28 @@ impl ServerHandler for AcpMcp {
         resources::read(&self.node, &request.uri)
             .await
             .map(Into::into)
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        // subscriptions/listen (2026-07-28): resource list changes and updates of resources
+        // this node has; tool and prompt lists never change.
+        let mut accepted = SubscriptionFilter::new();
+        accepted.resources_list_changed = requested.resources_list_changed;
+        accepted.resource_subscriptions = requested.resource_subscriptions.as_ref().map(|uris| {
+            uris.iter()
+                .filter(|u| resources::is_known(&self.node, u))
+                .cloned()
+                .collect()
+        });
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: rmcp::service::SubscriptionContext) -> Result<(), McpError> {
+        notify::listen(&self.node, context).await;
+        Ok(())
     }
 
     #[allow(deprecated)]
