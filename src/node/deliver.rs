@@ -160,6 +160,18 @@ impl Node {
         })
     }
 
+    /// The error for a message over `--max-msg-size` (the reference's text).
+    fn too_large(&self, message_id: &str) -> NodeError {
+        NodeError::new(
+            ErrorCode::MsgTooLarge,
+            format!(
+                "message too large (max {} bytes)",
+                self.inner.config.max_msg_size
+            ),
+        )
+        .with_message_id(Some(message_id))
+    }
+
     /// The peer a send would go to (named, the only connected one, or the only known one),
     /// with the same errors a send gives.
     pub fn target_peer(&self, wanted: Option<&str>) -> NodeResult<String> {
@@ -217,14 +229,7 @@ impl Node {
             + req.task_id.as_ref().map_or(0, String::len)
             + req.context_id.as_ref().map_or(0, String::len);
         if estimate > self.inner.config.max_msg_size {
-            return Err(NodeError::new(
-                ErrorCode::MsgTooLarge,
-                format!(
-                    "message too large (max {} bytes)",
-                    self.inner.config.max_msg_size
-                ),
-            )
-            .with_message_id(Some(&message_id)));
+            return Err(self.too_large(&message_id));
         }
         let peer_id = match &target {
             Target::Live(id, _) | Target::Away(id) => id.clone(),
@@ -276,14 +281,7 @@ impl Node {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .forget(&message_id);
-            return Err(NodeError::new(
-                ErrorCode::MsgTooLarge,
-                format!(
-                    "message too large (max {} bytes)",
-                    self.inner.config.max_msg_size
-                ),
-            )
-            .with_message_id(Some(&message_id)));
+            return Err(self.too_large(&message_id));
         }
 
         let task_id = frame
