@@ -1,14 +1,15 @@
 //! # acp-relay
 //!
 //! One binary that gives any MCP-capable LLM host agent-to-agent messaging: an ACP relay
-//! node, wire-compatible with the Python reference relay, with a REST/SSE API (and, in a
-//! later release, MCP tools) over it.
+//! node, wire-compatible with the Python reference relay, with two thin front-ends over it:
+//! MCP tools (stdio and Streamable HTTP) and the reference's REST/SSE API.
 //!
 //! Layout:
 //! - [`node`] — the relay node: the [`node::Node`] handle owns every rule and all state
 //!   (messages, tasks, peers, offline queue, event log) and persists it in SQLite.
 //! - [`wire`] — the peer protocol: `acp://` links, frames, HMAC, WebSocket sessions.
 //! - [`http`] — the axum REST/SSE API, one file per resource; thin over the node.
+//! - [`mcp`] — the rmcp server: 13 tools, resources, notifications; on stdio and at `/mcp`.
 //! - [`server`] — a node with its listeners, as started by the CLI and the tests.
 //! - [`config`] — flags, `ACP_*` environment variables and defaults.
 
