@@ -40,17 +40,12 @@ impl Where {
 }
 
 impl Node {
-    /// The local id and agent name a peer filter matches (messages store both).
-    fn peer_match_keys(&self, key: &str) -> (String, String) {
+    /// The condition a peer filter becomes: a known peer (id, display or agent name) by its
+    /// local id — every stored message carries one, and it is indexed — else the sender name.
+    fn peer_condition(&self, key: &str) -> (&'static str, String) {
         match self.lock_peers().resolve(key) {
-            Some(p) => (
-                p.record.id.clone(),
-                p.record
-                    .agent_name
-                    .clone()
-                    .unwrap_or_else(|| key.to_owned()),
-            ),
-            None => (key.to_owned(), key.to_owned()),
+            Some(p) => ("peer_id = ?", p.record.id.clone()),
+            None => ("sender = ?", key.to_owned()),
         }
     }
 }
@@ -122,7 +117,7 @@ impl Node {
 
     /// `/messages`: stored history (both directions), filtered and paged.
     pub async fn messages(&self, q: MessageQuery) -> NodeResult<Value> {
-        let peer_keys = q.peer_id.as_deref().map(|key| self.peer_match_keys(key));
+        let peer_keys = q.peer_id.as_deref().map(|key| self.peer_condition(key));
         let limit = q.limit.clamp(1, 100);
         let offset = q.offset;
         let (rows, total) = self
@@ -130,8 +125,8 @@ impl Node {
             .store
             .read(move |conn| {
                 let mut w = Where::default();
-                if let Some((id, name)) = &peer_keys {
-                    w.and("(peer_id = ? OR (direction = 'inbound' AND sender = ?))", [id.clone().into(), name.clone().into()]);
+                if let Some((clause, value)) = &peer_keys {
+                    w.and(clause, [value.clone().into()]);
                 }
                 w.and_some("role = ?", q.role.as_ref());
                 if let Some(after) = q.received_after {
@@ -269,7 +264,7 @@ impl Node {
             && filter.peer.is_none()
             && filter.context_id.is_none()
             && filter.task_id.is_none();
-        let peer_keys = filter.peer.as_deref().map(|key| self.peer_match_keys(key));
+        let peer_keys = filter.peer.as_deref().map(|key| self.peer_condition(key));
         let filter = filter.clone();
         let limit = limit.clamp(1, 200);
         let (rows, start) = self
@@ -284,11 +279,8 @@ impl Node {
                 };
                 let mut w = Where::default();
                 w.and("direction = 'inbound' AND rowid_seq > ?", [start.into()]);
-                if let Some((id, name)) = &peer_keys {
-                    w.and(
-                        "(peer_id = ? OR sender = ?)",
-                        [id.clone().into(), name.clone().into()],
-                    );
+                if let Some((clause, value)) = &peer_keys {
+                    w.and(clause, [value.clone().into()]);
                 }
                 w.and_some("context_id = ?", filter.context_id.as_ref());
                 w.and_some("task_id = ?", filter.task_id.as_ref());

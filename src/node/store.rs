@@ -142,6 +142,28 @@ pub struct Store {
     tx: mpsc::UnboundedSender<Command>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    /// Dropped with the last handle, which stops the checkpointer thread.
+    _checkpointer: Arc<std::sync::mpsc::Sender<()>>,
+}
+
+/// How often the WAL is checkpointed into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Checkpoints the WAL off the writer thread. A checkpoint is the only step that fsyncs in
+/// WAL + `synchronous=NORMAL`; done by SQLite's auto-checkpoint it would stall the commit
+/// (and every send waiting on it) for milliseconds, so the writer turns auto-checkpoints off
+/// and this thread runs passive ones (which never block the writer) twice a second.
+fn checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
+    let Ok(conn) = open_connection(&path) else {
+        tracing::error!("store: checkpointer cannot open the database; the WAL will grow");
+        return;
+    };
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
+    {
+        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+            tracing::warn!("store: checkpoint failed: {e}");
+        }
+    }
 }
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
@@ -175,6 +197,7 @@ impl Store {
         }
         let mut writer_conn = open_connection(path)?;
         migrate(&mut writer_conn)?;
+        writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let readers = (0..3)
             .map(|_| open_connection(path))
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -183,10 +206,17 @@ impl Store {
             .name("acp-store-writer".into())
             .spawn(move || writer_loop(writer_conn, rx))
             .map_err(|e| NodeError::internal(format!("cannot start store writer: {e}")))?;
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+        let checkpoint_path = path.to_owned();
+        std::thread::Builder::new()
+            .name("acp-store-checkpoint".into())
+            .spawn(move || checkpointer(checkpoint_path, stop_rx))
+            .map_err(|e| NodeError::internal(format!("cannot start store checkpointer: {e}")))?;
         Ok(Store {
             tx,
             readers: Arc::new(Mutex::new(readers)),
             path: path.to_owned(),
+            _checkpointer: Arc::new(stop_tx),
         })
     }
 
