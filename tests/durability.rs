@@ -7,16 +7,8 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Lab, TestNode, connect, eventually, start_with};
+use common::{Lab, TestNode, connect, eventually, free_port, start_with};
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn recv_texts(node: &TestNode, want: usize) -> Vec<String> {
     let mut texts = Vec::new();

@@ -404,16 +404,8 @@ async fn two_agents_talk_through_mcp() {
 #[tokio::test]
 async fn second_instance_with_busy_ports_and_data_dir_still_works() {
     let lab = Lab::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
+    let http_port = common::free_port();
     let dir = lab.root.path().join("shared");
     let ports = [
         "--port".to_owned(),

@@ -270,3 +270,12 @@ impl SseReader {
 pub fn data_dir_exists(p: &Path) -> bool {
     p.join("node.db").exists()
 }
+
+/// A port that was free a moment ago (for tests that must restart a node on the same port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
