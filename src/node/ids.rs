@@ -6,9 +6,9 @@ use rand::Rng;
 /// Current UTC time as ISO-8601 with microseconds and a trailing `Z`
 /// (`2026-11-25T11:50:00.123456Z`), the reference's `_now()` format.
 pub fn now_iso() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string()
+    // `to_rfc3339_opts` writes this exact form without parsing a format string per call
+    // (`format(..)` did, and showed up in the send path's profile).
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// Current time as Unix seconds with sub-second precision (the reference's `received_at`).
@@ -72,6 +72,10 @@ mod tests {
     fn timestamps_round_trip() {
         let now = now_iso();
         assert!(now.ends_with('Z'));
+        // The reference's exact shape: 2026-11-25T11:50:00.123456Z.
+        assert_eq!(now.len(), 27, "{now}");
+        assert_eq!(&now[10..11], "T");
+        assert_eq!(&now[19..20], ".");
         let parsed = parse_iso(&now).expect("own format parses");
         assert!((parsed - now_unix()).abs() < 5.0);
         assert!(parse_iso("2026-01-02T03:04:05Z").is_some());

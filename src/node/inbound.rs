@@ -1,6 +1,7 @@
 //! Frames from peers: signature check, dedup, storage, task bookkeeping, replies, cards.
 //! A bad frame is counted and logged, never fatal: the connection and the node carry on.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use serde_json::{Map, Value, json};
@@ -46,7 +47,7 @@ impl Node {
             Inbound::AgentCard(_) => {
                 self.reject(peer_id, "acp.agent_card whose card is not an object")
             }
-            Inbound::Message(map) => self.on_message(peer_id, map),
+            Inbound::Message(map) => self.on_message(peer_id, map, Some(text)),
             Inbound::Reply(mut map) => {
                 if let Some(why) = self.check_signature(&mut map) {
                     return self.reject(peer_id, &why);
@@ -69,7 +70,7 @@ impl Node {
                     }
                     // A reply nobody waits for is kept as a message so it is not lost.
                     None if map.get("parts").is_some_and(Value::is_array) => {
-                        self.on_message(peer_id, map)
+                        self.on_message(peer_id, map, None)
                     }
                     None => FrameOutcome::Continue,
                 }
@@ -204,17 +205,31 @@ impl Node {
         entry.insert("role".into(), json!("agent"));
         entry.insert("parts".into(), json!([{"type": "data", "content": whole}]));
         entry.insert("legacy".into(), Value::Bool(true));
-        self.on_message_checked(peer_id, entry)
+        self.on_message_checked(peer_id, entry, None)
     }
 
-    fn on_message(&self, peer_id: &str, mut map: Map<String, Value>) -> FrameOutcome {
+    /// `raw` is the frame's text as received: stored as is while the map is unchanged, which
+    /// spares the writer serializing every inbound frame again.
+    fn on_message(
+        &self,
+        peer_id: &str,
+        mut map: Map<String, Value>,
+        raw: Option<&str>,
+    ) -> FrameOutcome {
+        let fields = map.len();
         if let Some(why) = self.check_signature(&mut map) {
             return self.reject(peer_id, &why);
         }
-        self.on_message_checked(peer_id, map)
+        let raw = raw.filter(|_| map.len() == fields);
+        self.on_message_checked(peer_id, map, raw)
     }
 
-    fn on_message_checked(&self, peer_id: &str, mut map: Map<String, Value>) -> FrameOutcome {
+    fn on_message_checked(
+        &self,
+        peer_id: &str,
+        mut map: Map<String, Value>,
+        mut raw: Option<&str>,
+    ) -> FrameOutcome {
         for key in ["message_id", "id", "task_id", "context_id"] {
             if map
                 .get(key)
@@ -277,6 +292,7 @@ impl Node {
             .map(str::to_owned);
         if !map.contains_key("message_id") {
             map.insert("message_id".into(), json!(message_id));
+            raw = None;
         }
         if let Some(t) = &task_id
             && !self.lock_tasks().contains_key(t)
@@ -311,7 +327,7 @@ impl Node {
         };
         self.inner
             .store
-            .write(WriteOp::InsertMessage(Box::new(row), None));
+            .write(WriteOp::InsertMessage(Box::new(row), raw.map(Arc::from)));
         self.inner.unread.fetch_add(1, Ordering::Relaxed);
         self.inner
             .counters
