@@ -739,8 +739,11 @@ fn restore(conn: &rusqlite::Connection) -> rusqlite::Result<Restored> {
         .query_map([], |r| r.get::<_, String>(0))?
         .filter_map(|b| b.ok().and_then(|b| serde_json::from_str(&b).ok()))
         .collect();
+    // The partial index holds exactly the unread rows; left alone, the planner counts them
+    // through `messages_by_id (direction)` and reads every inbound row (0.3–0.5 s at 1M).
     let unread: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM messages WHERE consumed = 0 AND direction = 'inbound'",
+        "SELECT COUNT(*) FROM messages INDEXED BY messages_unconsumed
+         WHERE consumed = 0 AND direction = 'inbound'",
         [],
         |r| r.get(0),
     )?;
@@ -757,9 +760,11 @@ fn restore(conn: &rusqlite::Connection) -> rusqlite::Result<Restored> {
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    // `+direction`: walk the rowid backwards from the newest row (about 2 × RECENT_IDS rows)
+    // instead of half the table through `messages_by_id (direction)` and a sort.
     let recent = |direction: &str| -> rusqlite::Result<Vec<(String, i64)>> {
         let mut stmt = conn.prepare(
-            "SELECT message_id, COALESCE(server_seq, 0) FROM messages WHERE direction = ?1
+            "SELECT message_id, COALESCE(server_seq, 0) FROM messages WHERE +direction = ?1
              ORDER BY rowid_seq DESC LIMIT ?2",
         )?;
         let mut rows: Vec<(String, i64)> = stmt
@@ -772,8 +777,11 @@ fn restore(conn: &rusqlite::Connection) -> rusqlite::Result<Restored> {
     };
     let recent_inbound = recent("inbound")?.into_iter().map(|(id, _)| id).collect();
     let recent_outbound = recent("outbound")?;
+    // The partial index (migration v2) exists for this; without the hint the planner reads
+    // every outbound row through `messages_by_id (direction)` instead.
     let server_seq: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(server_seq), 0) FROM messages WHERE direction = 'outbound'",
+        "SELECT COALESCE(MAX(server_seq), 0) FROM messages INDEXED BY messages_outbound_seq
+         WHERE direction = 'outbound'",
         [],
         |r| r.get(0),
     )?;

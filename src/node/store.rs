@@ -57,6 +57,10 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE events(seq INTEGER PRIMARY KEY, body TEXT NOT NULL);",
     // v2: start-up reads the highest outbound server_seq without scanning every message.
     "CREATE INDEX messages_outbound_seq ON messages(server_seq) WHERE direction = 'outbound';",
+    // v3: `/messages?context_id=` pages in receive order. `messages_by_context` is ordered by
+    // `server_seq` (for `/context/{id}/messages`), so without this index a conversation's
+    // page sorted all of its messages (0.16 s for a 100k-message conversation).
+    "CREATE INDEX IF NOT EXISTS messages_by_context_time ON messages(context_id, received_at);",
 ];
 
 /// How many events the log keeps for replay; older ones are pruned by the writer.
