@@ -265,6 +265,10 @@ async fn two_agents_talk_through_mcp() {
         .await
         .unwrap();
     assert!(format!("{inbox:?}").contains("hello alpha"));
+    assert!(
+        format!("{inbox:?}").contains(r#"\"total_exact\": true"#),
+        "{inbox:?}"
+    );
 
     // The same cursor never returns the same message twice.
     let again = ok(&a, "acp_receive", json!({"cursor": cursor})).await;

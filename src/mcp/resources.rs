@@ -113,7 +113,12 @@ pub async fn read(node: &Node, uri: &str) -> Result<ReadResourceResult, McpError
                 .map_err(|e| McpError::internal_error(e.message, None))?;
             let mut msgs = latest["messages"].as_array().cloned().unwrap_or_default();
             msgs.reverse();
-            json!({"unread": node.unread(), "total": latest["total"], "messages": msgs})
+            json!({
+                "unread": node.unread(),
+                "total": latest["total"],
+                "total_exact": latest["total_exact"],
+                "messages": msgs,
+            })
         }
         PEERS => node.peers(),
         CARD => node.card(),
