@@ -61,6 +61,18 @@ const MIGRATIONS: &[&str] = &[
     // `server_seq` (for `/context/{id}/messages`), so without this index a conversation's
     // page sorted all of its messages (0.16 s for a 100k-message conversation).
     "CREATE INDEX IF NOT EXISTS messages_by_context_time ON messages(context_id, received_at);",
+    // v4: messages without a task or a conversation (most of them) stay out of the task and
+    // conversation indexes: every index a row enters is one more page that its commit writes
+    // to the WAL. A `task_id = ?` or `context_id = ?` filter implies `IS NOT NULL`, so the
+    // queries still use them.
+    "DROP INDEX messages_by_task;
+     CREATE INDEX messages_by_task ON messages(task_id, received_at) WHERE task_id IS NOT NULL;
+     DROP INDEX messages_by_context;
+     CREATE INDEX messages_by_context ON messages(context_id, server_seq)
+        WHERE context_id IS NOT NULL;
+     DROP INDEX messages_by_context_time;
+     CREATE INDEX messages_by_context_time ON messages(context_id, received_at)
+        WHERE context_id IS NOT NULL;",
 ];
 
 /// How many events the log keeps for replay; older ones are pruned by the writer.
@@ -625,6 +637,39 @@ mod tests {
         assert!(
             wal_len < written / 4,
             "WAL file is {wal_len} bytes after {written} bytes written"
+        );
+    }
+
+    /// The partial task and conversation indexes still serve their filters.
+    #[tokio::test]
+    async fn partial_indexes_serve_task_and_context_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("node.db")).unwrap();
+        let plans = store
+            .read(|c| {
+                let plan = |sql: &str| -> rusqlite::Result<String> {
+                    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let rows = stmt.query_map([], |r| r.get::<_, String>(3))?;
+                    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?.join("; "))
+                };
+                Ok([
+                    plan("SELECT * FROM messages WHERE task_id = 't' ORDER BY received_at DESC")?,
+                    plan("SELECT * FROM messages WHERE context_id = 'c' AND server_seq > 0 ORDER BY server_seq")?,
+                    plan("SELECT * FROM messages WHERE context_id = 'c' ORDER BY received_at DESC")?,
+                ])
+            })
+            .await
+            .unwrap();
+        assert!(plans[0].contains("messages_by_task"), "{}", plans[0]);
+        assert!(plans[1].contains("messages_by_context "), "{}", plans[1]);
+        assert!(
+            plans[2].contains("messages_by_context_time"),
+            "{}",
+            plans[2]
+        );
+        assert!(
+            !plans.iter().any(|p| p.contains("TEMP B-TREE")),
+            "{plans:?}"
         );
     }
 }
