@@ -298,7 +298,6 @@ impl Store {
         migrate(&mut writer_conn)?;
         writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         writer_conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
-
         let readers = (0..3)
             .map(|_| open_connection(path))
             .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -307,8 +307,8 @@ async fn run_session<S>(
                 if let Err(e) = write_batch(&node, &mut sink, &batch).await {
                     tracing::info!(peer = %peer_id, "write failed: {e}");
                     // Nothing in the batch is known to have arrived: all of it goes back to
-                    // the queue. A frame that did arrive is dropped as a duplicate by the
-                    // peer (message ids are deduplicated).
+                    // the queue. A message that did arrive is dropped as a duplicate when it
+                    // comes again (the peer deduplicates message ids).
                     leftovers.extend(batch);
                     break;
                 }
