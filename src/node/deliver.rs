@@ -308,37 +308,25 @@ impl Node {
             .write(WriteOp::InsertMessage(Box::new(row), Some(json.clone())));
         let waiter = req.sync.then(|| self.await_reply_to(&message_id));
 
-        let mut delivery = Delivery::Sent;
-        let mut queue_depth = 0;
-        match target {
+        // Handed to the live connection, or (peer away, or its outbox closed or full for
+        // OUTBOX_WAIT) put into the offline queue.
+        let handed_over = match target {
             Target::Live(_, tx) => {
                 let out = Outbound::Frame {
                     message_id: message_id.clone(),
                     json: json.clone(),
                 };
-                let failed = match tx.try_send(out) {
-                    Ok(()) => None,
-                    Err(mpsc::error::TrySendError::Full(out)) => {
-                        match tx.send_timeout(out, OUTBOX_WAIT).await {
-                            Ok(()) => None,
-                            Err(mpsc::error::SendTimeoutError::Timeout(o))
-                            | Err(mpsc::error::SendTimeoutError::Closed(o)) => Some(o),
-                        }
-                    }
-                    Err(mpsc::error::TrySendError::Closed(out)) => Some(out),
-                };
-                if failed.is_some() {
-                    delivery = Delivery::Queued;
-                    let frame = serde_json::from_str(&json).unwrap_or(Value::Null);
-                    queue_depth = self.enqueue_offline(&peer_id, &message_id, frame);
-                }
+                tx.send_timeout(out, OUTBOX_WAIT).await.is_ok()
             }
-            Target::Away(_) => {
-                delivery = Delivery::Queued;
-                let frame = serde_json::from_str(&json).unwrap_or(Value::Null);
-                queue_depth = self.enqueue_offline(&peer_id, &message_id, frame);
-            }
-        }
+            Target::Away(_) => false,
+        };
+        let (delivery, queue_depth) = if handed_over {
+            (Delivery::Sent, 0)
+        } else {
+            let frame = serde_json::from_str(&json).unwrap_or(Value::Null);
+            let depth = self.enqueue_offline(&peer_id, &message_id, frame);
+            (Delivery::Queued, depth)
+        };
         if delivery == Delivery::Sent {
             self.count_sent(&peer_id);
         }
@@ -483,13 +471,10 @@ impl Node {
                 return Delivery::Sent;
             }
         }
-        let known = self.lock_peers().peers.contains_key(peer_id);
-        if known {
+        if self.lock_peers().peers.contains_key(peer_id) {
             self.enqueue_offline(peer_id, &message_id, frame);
-            Delivery::Queued
-        } else {
-            Delivery::Queued
         }
+        Delivery::Queued
     }
 
     /// `/reply`: answers a synchronous send of a peer (`acp.reply` with `correlation_id`).
