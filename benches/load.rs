@@ -1051,18 +1051,16 @@ struct Mcp {
 }
 
 async fn mcp_latency(b_url: &str, a_url: &str, samples: usize) -> Res<Mcp> {
-    let b = ()
-        .serve(StreamableHttpClientTransport::from_uri(format!(
-            "{b_url}/mcp"
-        )))
-        .await
-        .map_err(|e| format!("MCP initialize on B: {e}"))?;
-    let a = ()
-        .serve(StreamableHttpClientTransport::from_uri(format!(
-            "{a_url}/mcp"
-        )))
-        .await
-        .map_err(|e| format!("MCP initialize on A: {e}"))?;
+    let connect = |url: &str, node: &'static str| {
+        let transport = StreamableHttpClientTransport::from_uri(format!("{url}/mcp"));
+        async move {
+            ().serve(transport)
+                .await
+                .map_err(|e| format!("MCP initialize on {node}: {e}"))
+        }
+    };
+    let b = connect(b_url, "B").await?;
+    let a = connect(a_url, "A").await?;
     let ctx = format!("mcp-bench-{}", std::process::id());
     let call = |peer: &rmcp::Peer<rmcp::RoleClient>, tool: &'static str, args: Value| {
         let peer = peer.clone();
