@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::{ErrorCode, NodeError, NodeResult};
-use super::ids::{make_id, now_iso, now_unix};
+use super::ids::{make_message_id, now_iso, now_unix};
 use super::message::SendRequest;
 use super::peers::Outbound;
 use super::store::{MessageRow, QueuedRow, WriteOp};
@@ -202,7 +202,7 @@ impl Node {
     pub async fn send(&self, req: SendRequest) -> NodeResult<SendOutcome> {
         ensure_running(self)?;
         let target = self.pick_target(req.peer_id.as_deref(), req.message_id.as_deref())?;
-        let message_id = req.message_id.clone().unwrap_or_else(|| make_id("msg"));
+        let message_id = req.message_id.clone().unwrap_or_else(make_message_id);
         let ts = now_iso();
         let mut frame = Map::new();
         frame.insert("type".into(), json!("acp.message"));

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use serde_json::{Map, Value, json};
 
 use super::Node;
-use super::ids::{make_id, now_iso, now_unix};
+use super::ids::{make_message_id, now_iso, now_unix};
 use super::message::{MAX_ID_LEN, validate_parts};
 use super::store::{MessageRow, WriteOp};
 use super::task::TaskState;
@@ -188,7 +188,7 @@ impl Node {
         entry.insert("type".into(), json!("acp.message"));
         entry.insert(
             "message_id".into(),
-            id.unwrap_or_else(|| json!(make_id("msg"))),
+            id.unwrap_or_else(|| json!(make_message_id())),
         );
         for key in [
             "ts",
@@ -247,7 +247,7 @@ impl Node {
             .or_else(|| map.get("id"))
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .unwrap_or_else(|| make_id("msg"));
+            .unwrap_or_else(make_message_id);
         // Peers are not held to our input rules (the reference does not validate parts it
         // sends from /peer/{id}/send): any non-empty list of objects is kept as sent, and a
         // part we do not understand is logged, not dropped.

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::node::ids::{make_id, now_iso};
+use crate::node::ids::{make_id, make_message_id, now_iso};
 
 /// A classified inbound frame.
 #[derive(Debug)]
@@ -79,7 +79,7 @@ pub fn agent_card(card: &Value) -> Value {
 pub fn task_updated(from: &str, task_id: &str, status: &str, artifact: Option<&Value>) -> Value {
     json!({
         "type": "task.updated",
-        "message_id": make_id("msg"),
+        "message_id": make_message_id(),
         "ts": now_iso(),
         "from": from,
         "task_id": task_id,
@@ -92,7 +92,7 @@ pub fn task_updated(from: &str, task_id: &str, status: &str, artifact: Option<&V
 pub fn task_delegate(from: &str, task_id: &str, payload: &Value) -> Value {
     json!({
         "type": "task.delegate",
-        "message_id": make_id("msg"),
+        "message_id": make_message_id(),
         "ts": now_iso(),
         "from": from,
         "task_id": task_id,
@@ -109,7 +109,7 @@ pub fn reply(
 ) -> Value {
     json!({
         "type": "acp.reply",
-        "message_id": make_id("msg"),
+        "message_id": make_message_id(),
         "ts": now_iso(),
         "from": from,
         "correlation_id": correlation_id,
