@@ -2,7 +2,7 @@
 //! MCP tools and the peer WebSocket all call into it, so they can never disagree.
 //!
 //! Files: `message`/`task`/`card` (models), `peers`/`queue` (peer table, offline queue),
-//! `events` (event log), `store` (SQLite), `error` (codes), and the operations split by
+//! `events` (event log), `store` (SQLite), `wal_vfs` (one write per commit's WAL frames), `error` (codes), and the operations split by
 //! concern: `deliver` (sending), `inbound` (frames from peers), `tasks` (task operations),
 //! `history` (reading messages back).
 
@@ -19,6 +19,7 @@ pub mod queue;
 pub mod store;
 pub mod task;
 mod tasks;
+mod wal_vfs;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -269,7 +269,17 @@ fn wait_for_lock(attempts: i32) -> bool {
 }
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
-    let mut conn = Connection::open(path)?;
+    let mut conn = match super::wal_vfs::register() {
+        Ok(()) => Connection::open_with_flags_and_vfs(
+            path,
+            rusqlite::OpenFlags::default(),
+            super::wal_vfs::VFS_NAME,
+        )?,
+        Err(e) => {
+            tracing::warn!("store: WAL write batching unavailable ({e}); using SQLite's default");
+            Connection::open(path)?
+        }
+    };
     conn.busy_handler(Some(wait_for_lock))?;
     // Takes effect only on a new, empty database (before the WAL switch below writes it).
     conn.pragma_update(None, "page_size", PAGE_SIZE)?;
