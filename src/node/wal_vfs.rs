@@ -35,8 +35,8 @@ pub const VFS_NAME: &str = "acp-wal-batch";
 const FLUSH_AT: usize = 64 * 1024;
 
 /// Largest single write handed to the default VFS. The unix VFS masks a write's length with
-/// `0x1ffff`, so a write of exactly 128 KiB (or one whose remainder is) would write nothing
-/// and report a full disk.
+/// `0x1ffff`, so a write whose length is a multiple of 128 KiB would write nothing and
+/// report a full disk.
 const WRITE_CHUNK: usize = 64 * 1024;
 
 /// Size of a WAL frame header; SQLite writes it alone, just before the frame's page.
@@ -138,12 +138,19 @@ unsafe extern "C" fn open(
         let Some(root_open) = (*root).xOpen else {
             return ffi::SQLITE_CANTOPEN;
         };
+        (*real).pMethods = std::ptr::null();
         let rc = root_open(root, name, real, flags, out_flags);
-        if rc != ffi::SQLITE_OK {
-            return rc;
+        if (*real).pMethods.is_null() {
+            return if rc == ffi::SQLITE_OK {
+                ffi::SQLITE_CANTOPEN
+            } else {
+                rc
+            };
         }
+        // From here SQLite calls our `close` even if the open failed, which closes the file
+        // of the default VFS too.
         (*ours).real = real;
-        (*ours).state = if flags & ffi::SQLITE_OPEN_WAL != 0 {
+        (*ours).state = if rc == ffi::SQLITE_OK && flags & ffi::SQLITE_OPEN_WAL != 0 {
             Box::into_raw(Box::new(WalBuffer {
                 bytes: Vec::new(),
                 offset: 0,
@@ -153,7 +160,7 @@ unsafe extern "C" fn open(
             std::ptr::null_mut()
         };
         (*ours).base.pMethods = &METHODS;
-        ffi::SQLITE_OK
+        rc
     }
 }
 
@@ -490,5 +497,17 @@ mod tests {
         drop(writer);
         let reopened = open(&path);
         assert_eq!(count(&reopened), expected);
+    }
+
+    /// A file the default VFS cannot open is an error through this VFS too, not a crash.
+    #[test]
+    fn an_open_that_fails_is_reported() {
+        register().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-dir").join("t.db");
+        let err = Connection::open_with_flags_and_vfs(&missing, OpenFlags::default(), VFS_NAME)
+            .and_then(|c| c.execute_batch("CREATE TABLE t(x);"))
+            .unwrap_err();
+        assert!(err.to_string().contains("unable to open"), "{err}");
     }
 }
