@@ -303,6 +303,9 @@ impl Node {
             frame,
             local_seq: 0,
         };
+        self.inner
+            .store
+            .write(WriteOp::InsertMessage(Box::new(row), Some(json.clone())));
         let waiter = req.sync.then(|| self.await_reply_to(&message_id));
 
         // Handed to the live connection, or (peer away, or its outbox closed or full for
@@ -317,12 +320,6 @@ impl Node {
             }
             Target::Away(_) => false,
         };
-        // Stored after the hand-over: the frame leaves without first waking the store writer
-        // (send → SSE on the peer p50 −7 % back to back), and the rows of concurrent sends are
-        // numbered in the order their frames went out. The answer still waits for the commit.
-        self.inner
-            .store
-            .write(WriteOp::InsertMessage(Box::new(row), Some(json.clone())));
         let (delivery, queue_depth) = if handed_over {
             (Delivery::Sent, 0)
         } else {
