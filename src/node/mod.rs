@@ -2,9 +2,9 @@
 //! MCP tools and the peer WebSocket all call into it, so they can never disagree.
 //!
 //! Files: `message`/`task`/`card` (models), `peers`/`queue` (peer table, offline queue),
-//! `events` (event log), `store` (SQLite), `wal_vfs` (one write per commit's WAL frames), `error` (codes), and the operations split by
-//! concern: `deliver` (sending), `inbound` (frames from peers), `tasks` (task operations),
-//! `history` (reading messages back).
+//! `events` (event log), `store` (SQLite), `wal_vfs` (one write per commit's WAL frames),
+//! `error` (codes), and the operations split by concern: `deliver` (sending), `inbound`
+//! (frames from peers), `tasks` (task operations), `history` (reading messages back).
 
 pub mod card;
 mod deliver;

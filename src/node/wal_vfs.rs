@@ -178,6 +178,28 @@ unsafe fn real_methods(
     }
 }
 
+/// Forwards a call to the default VFS as it is.
+macro_rules! forward {
+    ($file:expr, $method:ident, $missing:expr, ($($arg:expr),*)) => {{
+        let (real, methods) = real_methods($file);
+        match methods.$method {
+            Some(f) => f(real $(, $arg)*),
+            None => $missing,
+        }
+    }};
+}
+
+/// Forwards a call to the default VFS after writing out the buffer.
+macro_rules! flush_then {
+    ($file:expr, $method:ident, $missing:expr, ($($arg:expr),*)) => {{
+        let rc = flush($file);
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+        forward!($file, $method, $missing, ($($arg),*))
+    }};
+}
+
 /// Writes out whatever the file has buffered. Returns an SQLite result code.
 ///
 /// # Safety
@@ -223,11 +245,12 @@ unsafe extern "C" fn write(
     unsafe {
         let ours = file.cast::<BatchFile>();
         let Some(state) = (*ours).state.as_mut() else {
-            let (real, methods) = real_methods(file);
-            return match methods.xWrite {
-                Some(f) => f(real, data, amount, offset),
-                None => ffi::SQLITE_IOERR_WRITE,
-            };
+            return forward!(
+                file,
+                xWrite,
+                ffi::SQLITE_IOERR_WRITE,
+                (data, amount, offset)
+            );
         };
         let bytes = std::slice::from_raw_parts(data.cast::<u8>(), amount.max(0) as usize);
         if !state.bytes.is_empty() && offset != state.offset + state.bytes.len() as i64 {
@@ -249,32 +272,6 @@ unsafe extern "C" fn write(
         }
         ffi::SQLITE_OK
     }
-}
-
-/// Forwards a call to the default VFS after writing out the buffer.
-macro_rules! flush_then {
-    ($file:expr, $method:ident, $missing:expr, ($($arg:expr),*)) => {{
-        let rc = flush($file);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        let (real, methods) = real_methods($file);
-        match methods.$method {
-            Some(f) => f(real $(, $arg)*),
-            None => $missing,
-        }
-    }};
-}
-
-/// Forwards a call to the default VFS as it is.
-macro_rules! forward {
-    ($file:expr, $method:ident, $missing:expr, ($($arg:expr),*)) => {{
-        let (real, methods) = real_methods($file);
-        match methods.$method {
-            Some(f) => f(real $(, $arg)*),
-            None => $missing,
-        }
-    }};
 }
 
 unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
