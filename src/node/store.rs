@@ -511,6 +511,11 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Command>) {
 fn apply(tx: &rusqlite::Transaction<'_>, op: WriteOp) -> rusqlite::Result<()> {
     match op {
         WriteOp::InsertMessage(m, text) => {
+            // The text the caller already has is bound as is, not copied on the writer thread.
+            let frame: std::borrow::Cow<'_, str> = match text.as_deref() {
+                Some(t) => t.into(),
+                None => m.frame.to_string().into(),
+            };
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO messages(message_id, direction, peer_id, sender, role,
                     task_id, context_id, server_seq, ts, received_at, consumed, frame)
@@ -528,8 +533,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: WriteOp) -> rusqlite::Result<()> {
                 m.ts,
                 m.received_at,
                 m.consumed,
-                text.as_deref()
-                    .map_or_else(|| m.frame.to_string(), str::to_owned),
+                frame.as_ref(),
             ])?;
         }
         WriteOp::MarkConsumed(ids) => {
