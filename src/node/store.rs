@@ -683,11 +683,10 @@ mod tests {
             i += 1;
             if i.is_multiple_of(20) {
                 store.flush().await.unwrap();
-                // At least ten checkpoint periods of writes without a pause, then the check.
-                if started.elapsed() > CHECKPOINT_EVERY * 10
-                    && written > 8 * WAL_SIZE_LIMIT
-                    && wal_len() < written / 4
-                {
+                // Ends on what it checks, not on the clock: once far more was written than
+                // the WAL holds, the WAL was rewound (a fast disk gets there in under a
+                // second, a slow one takes longer; both pass).
+                if written > 8 * WAL_SIZE_LIMIT && wal_len() < written / 4 {
                     break;
                 }
                 assert!(
