@@ -13,6 +13,9 @@ pub const DEFAULT_NAME: &str = "ACP-Agent";
 pub const DEFAULT_MAX_MSG_SIZE: usize = 1024 * 1024;
 /// Default per-peer offline queue limit (the reference's).
 pub const DEFAULT_OFFLINE_QUEUE_LIMIT: usize = 100;
+/// Default cap on connected peers: above what one person's agents need (the load benchmark
+/// holds 1,000), below what would let a holder of the link exhaust memory or file handles.
+pub const DEFAULT_MAX_PEERS: usize = 1024;
 
 /// Flags shared by every command that runs a node.
 #[derive(Debug, Clone, Args)]
@@ -71,10 +74,31 @@ pub struct NodeArgs {
     #[arg(long, env = "ACP_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Extra host names accepted in the Host header of `/mcp` requests (comma-separated),
-    /// for a node reachable under a name; loopback names are always accepted.
+    /// Extra host names accepted in the Host header of HTTP requests (comma-separated), for
+    /// a node reachable under a name (`name` or `name:port`); loopback names are always
+    /// accepted. Any other Host is refused with 403 (DNS-rebinding protection).
     #[arg(long, env = "ACP_ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
+
+    /// A web origin (`https://app.example:8443`) whose pages may call the HTTP API, with CORS
+    /// answers and preflight; repeatable. Requests from any other page are refused.
+    #[arg(long = "cors-origin", env = "ACP_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Bearer token every HTTP request (REST, SSE, /mcp) must carry; required when
+    /// --http-host is not a loopback address. MCP over stdio does not use it.
+    #[arg(long, env = "ACP_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// Serve the HTTP API on a non-loopback address without --api-token (anyone who can
+    /// reach the port can then read and send every message). For experts behind their own
+    /// authenticating proxy.
+    #[arg(long, env = "ACP_INSECURE_NO_TOKEN", default_value_t = false)]
+    pub insecure_no_token: bool,
+
+    /// Most peers connected at once; connections past it are refused with a log line.
+    #[arg(long, env = "ACP_MAX_PEERS", default_value_t = DEFAULT_MAX_PEERS)]
+    pub max_peers: usize,
 
     /// Messages kept per disconnected peer before sends to it are refused.
     #[arg(long, env = "ACP_OFFLINE_QUEUE_LIMIT", default_value_t = DEFAULT_OFFLINE_QUEUE_LIMIT)]
@@ -112,8 +136,14 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Per-peer offline queue limit.
     pub offline_queue_limit: usize,
-    /// Extra Host names accepted by `/mcp`.
+    /// Extra Host names accepted by the HTTP port.
     pub allowed_hosts: Vec<String>,
+    /// Web origins allowed to call the HTTP API (normalized `scheme://host[:port]`).
+    pub cors_origins: Vec<String>,
+    /// Bearer token guarding the HTTP API, if any.
+    pub api_token: Option<String>,
+    /// Most peers connected at once.
+    pub max_peers: usize,
     /// When the ports or the data dir are taken by another instance, use free ports and a
     /// sibling data dir instead of failing (what `acp-relay mcp` wants: a second MCP host
     /// must get a working node, not a crash).
@@ -145,6 +175,35 @@ impl NodeArgs {
                 .join("acp-relay")
                 .join(sanitize(&self.name)),
         };
+        let api_token = self.api_token.filter(|t| !t.is_empty());
+        if let Some(token) = &api_token
+            && (token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(
+                "--api-token must be at least 16 characters without spaces (try: openssl rand -hex 32)"
+                    .into(),
+            );
+        }
+        if api_token.is_none() && !self.insecure_no_token && !is_loopback_host(&self.http_host) {
+            return Err(format!(
+                "--http-host {} is reachable from other machines: set --api-token (or ACP_API_TOKEN), or --insecure-no-token to serve without one",
+                self.http_host
+            ));
+        }
+        let mut cors_origins = Vec::new();
+        for raw in self.cors_origins.iter().filter(|o| !o.trim().is_empty()) {
+            match crate::http::origin::Origin::parse(raw.trim()) {
+                Some(o) => cors_origins.push(o.to_string()),
+                None => {
+                    return Err(format!(
+                        "--cors-origin {raw:?} is not an origin like https://app.example:8443 (no path, no wildcard)"
+                    ));
+                }
+            }
+        }
+        if self.max_peers == 0 {
+            return Err("--max-peers must be at least 1".into());
+        }
         let skills = self
             .skills
             .as_deref()
@@ -174,6 +233,9 @@ impl NodeArgs {
                 .into_iter()
                 .filter(|h| !h.trim().is_empty())
                 .collect(),
+            cors_origins,
+            api_token,
+            max_peers: self.max_peers,
             instance_fallback: false,
         })
     }
@@ -198,9 +260,21 @@ impl Config {
             data_dir,
             offline_queue_limit: DEFAULT_OFFLINE_QUEUE_LIMIT,
             allowed_hosts: Vec::new(),
+            cors_origins: Vec::new(),
+            api_token: None,
+            max_peers: DEFAULT_MAX_PEERS,
             instance_fallback: false,
         }
     }
+}
+
+/// Whether an HTTP bind address only accepts connections from this machine.
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Keeps a name usable as a directory name.

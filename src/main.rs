@@ -34,6 +34,14 @@ enum Command {
     Mcp(NodeArgs),
 }
 
+/// Colour only for a person at a terminal: MCP hosts capture stderr into log files and pipes,
+/// where escape codes are noise, and `NO_COLOR` (any non-empty value) turns it off anywhere.
+fn colour_logs() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
+}
+
 fn init_logging() {
     let filter = EnvFilter::try_from_env("ACP_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
@@ -41,6 +49,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_logs())
         .init();
 }
 

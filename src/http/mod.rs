@@ -5,6 +5,7 @@
 mod card;
 mod extract;
 mod messages;
+pub mod origin;
 mod peers;
 mod stream;
 mod tasks;

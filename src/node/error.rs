@@ -51,6 +51,14 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The node is shutting down.
     ShuttingDown,
+    /// The HTTP API token is missing or wrong.
+    Unauthorized,
+    /// The `Host` header names a host this node does not answer for (DNS rebinding).
+    HostNotAllowed,
+    /// The request comes from a web page whose origin is not allowed (cross-site request).
+    OriginNotAllowed,
+    /// A JSON endpoint got a body that does not say it is JSON.
+    UnsupportedMediaType,
     /// A bug or an I/O failure inside the node.
     Internal,
 }
@@ -74,6 +82,10 @@ impl ErrorCode {
             ErrorCode::NotSupported => "ERR_NOT_SUPPORTED",
             ErrorCode::MethodNotAllowed => "ERR_METHOD_NOT_ALLOWED",
             ErrorCode::ShuttingDown => "ERR_SHUTTING_DOWN",
+            ErrorCode::Unauthorized => "ERR_UNAUTHORIZED",
+            ErrorCode::HostNotAllowed => "ERR_HOST_NOT_ALLOWED",
+            ErrorCode::OriginNotAllowed => "ERR_ORIGIN_NOT_ALLOWED",
+            ErrorCode::UnsupportedMediaType => "ERR_UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::Internal => "ERR_INTERNAL",
         }
     }
@@ -85,11 +97,14 @@ impl ErrorCode {
             | ErrorCode::AmbiguousPeer
             | ErrorCode::InvalidSignature
             | ErrorCode::ReplayDetected => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::HostNotAllowed | ErrorCode::OriginNotAllowed => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Timeout => 408,
             ErrorCode::InvalidTransition => 409,
             ErrorCode::MsgTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::QueueFull => 429,
             ErrorCode::NotSupported => 501,
             ErrorCode::NotConnected | ErrorCode::PeerConnecting | ErrorCode::ShuttingDown => 503,
