@@ -289,3 +289,59 @@ fn sanitize(name: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: NodeArgs,
+    }
+
+    fn resolve(flags: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["acp-relay", "--data-dir", "/nonexistent/acp-test"];
+        argv.extend_from_slice(flags);
+        Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .args
+            .resolve()
+    }
+
+    #[test]
+    fn an_exposed_http_port_needs_a_token_or_an_explicit_opt_out() {
+        let err = resolve(&["--http-host", "0.0.0.0"]).unwrap_err();
+        assert!(err.contains("--api-token") && !err.contains('\n'), "{err}");
+        assert!(resolve(&["--http-host", "192.0.2.10"]).is_err());
+        assert!(resolve(&["--http-host", "::"]).is_err());
+        let cfg = resolve(&["--http-host", "0.0.0.0", "--api-token", "0123456789abcdef"]).unwrap();
+        assert_eq!(cfg.api_token.as_deref(), Some("0123456789abcdef"));
+        assert!(resolve(&["--http-host", "0.0.0.0", "--insecure-no-token"]).is_ok());
+        for loopback in ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"] {
+            assert!(resolve(&["--http-host", loopback]).is_ok(), "{loopback}");
+        }
+    }
+
+    #[test]
+    fn weak_tokens_and_bad_origins_are_refused_at_start() {
+        assert!(resolve(&["--api-token", "short"]).is_err());
+        assert!(resolve(&["--api-token", "has a space in it!!"]).is_err());
+        let err = resolve(&["--cors-origin", "https://*.example"]).unwrap_err();
+        assert!(err.contains("--cors-origin"), "{err}");
+        assert!(resolve(&["--cors-origin", "https://app.example/path"]).is_err());
+        let cfg = resolve(&[
+            "--cors-origin",
+            "HTTPS://App.Example:443",
+            "--cors-origin",
+            "http://localhost:5173",
+        ])
+        .unwrap();
+        assert_eq!(
+            cfg.cors_origins,
+            ["https://app.example", "http://localhost:5173"]
+        );
+        assert!(resolve(&["--max-peers", "0"]).is_err());
+    }
+}

@@ -65,9 +65,15 @@ impl Server {
             .map_err(|e| NodeError::internal(e.to_string()))?;
         node.set_dialer(Box::new(wire::peer::spawn_dialer));
         let ws_task = tokio::spawn(wire::peer::serve(node.clone(), ws_listener));
+        // Both front-ends of the HTTP port side by side, neither knowing the other, under the
+        // one guard.
+        let app = http::protect(
+            http::router(node.clone()).merge(crate::mcp::router(node.clone())),
+            &node,
+        );
         let n = node.clone();
         let http_task = tokio::spawn(async move {
-            if let Err(e) = http::serve(n, http_listener).await {
+            if let Err(e) = http::serve(n, http_listener, app).await {
                 tracing::error!("HTTP server stopped: {e}");
             }
         });

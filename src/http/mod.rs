@@ -1,9 +1,15 @@
 //! The REST/SSE API: an axum router with one file per resource. Handlers parse input, call
 //! one node method and map the result; every error is `{"ok":false,"error_code","error"}`
 //! with a 4xx status for bad input, never a bare 404 or a panic.
+//!
+//! The HTTP port also serves other front-ends (MCP at `/mcp`); the server puts them beside
+//! this router and [`protect`] puts the one guard ([`guard`]) and body limit ([`body_limit`])
+//! around all of them.
 
+pub mod body_limit;
 mod card;
 mod extract;
+pub mod guard;
 mod messages;
 pub mod origin;
 mod peers;
@@ -29,9 +35,8 @@ pub(crate) fn json_response(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// Builds the router for a node.
+/// The REST/SSE routes of a node (with the JSON 404 and 405 fallbacks for the whole port).
 pub fn router(node: Node) -> Router {
-    let body_limit = node.config().max_msg_size + 64 * 1024;
     Router::new()
         .route(
             "/.well-known/acp.json",
@@ -71,14 +76,29 @@ pub fn router(node: Node) -> Router {
             get(tasks::get_action).post(tasks::post_action),
         )
         .merge(unsupported::routes())
-        .merge(crate::mcp::router(node.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(node)
+}
+
+/// Wraps every route of the HTTP port (`app`: REST, SSE, MCP, pages) in, from the outside:
+/// panic to JSON 500, the Host/Origin/token guard, and the body limit. Nothing reaches a
+/// handler without passing the guard, and the guard runs before any body is read.
+pub fn protect(app: Router, node: &Node) -> Router {
+    let config = node.config();
+    let limit = body_limit::BodyLimit::new(config.max_msg_size + 64 * 1024);
+    app.layer(DefaultBodyLimit::max(limit.max))
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            body_limit::check,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            guard::Guard::new(config, node.http_port()),
+            guard::check,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-        .with_state(node)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -111,10 +131,9 @@ pub async fn bind(node: &Node, port: u16) -> std::io::Result<TcpListener> {
     Ok(listener)
 }
 
-/// Serves the API until the node shuts down.
-pub async fn serve(node: Node, listener: TcpListener) -> std::io::Result<()> {
+/// Serves `app` (already [`protect`]ed) until the node shuts down.
+pub async fn serve(node: Node, listener: TcpListener, app: Router) -> std::io::Result<()> {
     let shutdown = node.shutdown_token();
-    let app = router(node);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

@@ -150,7 +150,10 @@ mod tests {
             })
         };
         assert_eq!(Authority::parse("localhost"), a("localhost", None));
-        assert_eq!(Authority::parse("LocalHost:7901"), a("localhost", Some(7901)));
+        assert_eq!(
+            Authority::parse("LocalHost:7901"),
+            a("localhost", Some(7901))
+        );
         assert_eq!(Authority::parse("127.0.0.1:1"), a("127.0.0.1", Some(1)));
         assert_eq!(Authority::parse("[::1]"), a("::1", None));
         assert_eq!(Authority::parse("[::1]:7901"), a("::1", Some(7901)));
@@ -202,13 +205,37 @@ mod tests {
     #[test]
     fn same_origin_means_same_host_and_port() {
         let host = Authority::parse("127.0.0.1:7901").unwrap();
-        assert!(Origin::parse("http://127.0.0.1:7901").unwrap().is_same_as(&host));
-        assert!(!Origin::parse("http://127.0.0.1:7902").unwrap().is_same_as(&host));
-        assert!(!Origin::parse("http://localhost:7901").unwrap().is_same_as(&host));
-        assert!(!Origin::parse("ftp://127.0.0.1:7901").unwrap().is_same_as(&host));
+        assert!(
+            Origin::parse("http://127.0.0.1:7901")
+                .unwrap()
+                .is_same_as(&host)
+        );
+        assert!(
+            !Origin::parse("http://127.0.0.1:7902")
+                .unwrap()
+                .is_same_as(&host)
+        );
+        assert!(
+            !Origin::parse("http://localhost:7901")
+                .unwrap()
+                .is_same_as(&host)
+        );
+        assert!(
+            !Origin::parse("ftp://127.0.0.1:7901")
+                .unwrap()
+                .is_same_as(&host)
+        );
         let bare = Authority::parse("relay.example").unwrap();
-        assert!(Origin::parse("https://relay.example").unwrap().is_same_as(&bare));
-        assert!(!Origin::parse("https://relay.example:8443").unwrap().is_same_as(&bare));
+        assert!(
+            Origin::parse("https://relay.example")
+                .unwrap()
+                .is_same_as(&bare)
+        );
+        assert!(
+            !Origin::parse("https://relay.example:8443")
+                .unwrap()
+                .is_same_as(&bare)
+        );
     }
 
     proptest! {

@@ -222,25 +222,14 @@ pub fn http_service(
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService,
     };
-    let mut config = StreamableHttpServerConfig::default()
-        .with_cancellation_token(node.shutdown_token().child_token());
-    config.allowed_hosts = allowed_hosts(&node);
-    // A browser page may only talk to /mcp from these origins; requests without an Origin
-    // header (MCP clients, curl) are unaffected. The MCP transport spec requires the check.
-    let origins: Vec<String> = allowed_hosts(&node)
-        .into_iter()
-        .flat_map(|h| {
-            let h = if h.contains(':') && !h.starts_with('[') {
-                format!("[{h}]")
-            } else {
-                h
-            };
-            [format!("http://{h}:*"), format!("https://{h}:*")]
-        })
-        .collect();
-    config = config
-        .with_allowed_origins(origins)
-        .enforce_origin_validation();
+    // Host and Origin (which the MCP transport spec requires servers to check) are checked for
+    // every route of the port by `http::guard`, which the server puts around this service;
+    // rmcp's own copy of the checks is off so the two cannot disagree.
+    let config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(node.shutdown_token().child_token())
+        .with_max_request_body_bytes(node.config().max_msg_size + 64 * 1024)
+        .disable_allowed_hosts()
+        .disable_allowed_origins();
     let factory_node = node.clone();
     StreamableHttpService::new(
         move || Ok(AcpMcp::new(factory_node.clone())),
@@ -249,24 +238,9 @@ pub fn http_service(
     )
 }
 
-/// Hosts accepted in the `Host` header of `/mcp` requests (DNS-rebinding protection): loopback
-/// names, the bind address when it is not a wildcard, and `--allowed-hosts`.
-fn allowed_hosts(node: &Node) -> Vec<String> {
-    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1", "[::1]"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    let bind = &node.config().http_host;
-    if bind != "0.0.0.0" && bind != "::" && !hosts.contains(bind) {
-        hosts.push(bind.clone());
-    }
-    hosts.extend(node.config().allowed_hosts.iter().cloned());
-    hosts
-}
-
 /// The `/mcp` routes: the Streamable HTTP service, with one fix-up — a session DELETE is
 /// answered 204 instead of rmcp's 202, which the Python SDK logs as a failed termination.
-pub fn router(node: Node) -> axum::Router<Node> {
+pub fn router(node: Node) -> axum::Router {
     async fn delete_is_no_content(
         req: axum::extract::Request,
         next: axum::middleware::Next,

@@ -52,6 +52,9 @@ pub struct Card {
     pub max_msg_bytes: usize,
     /// Whether HMAC signing is on.
     pub hmac: bool,
+    /// Whether the HTTP API needs a bearer token (`--api-token`), so that a client reading
+    /// the card knows to send one.
+    pub bearer_auth: bool,
     /// Skills from `--skills`.
     pub base_skills: Vec<String>,
     /// Run-time edits.
@@ -168,7 +171,7 @@ impl Card {
                 "enabled": self.hmac,
                 "signals": [],
             },
-            "auth": {"schemes": ["none"]},
+            "auth": {"schemes": [if self.bearer_auth { "bearer" } else { "none" }]},
             "endpoints": {
                 "send": "/message:send",
                 "stream": "/stream",

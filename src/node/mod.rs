@@ -177,6 +177,7 @@ impl Node {
             http_port: config.http_port,
             max_msg_bytes: config.max_msg_size,
             hmac: config.secret.is_some(),
+            bearer_auth: config.api_token.is_some(),
             base_skills: config.skills.clone(),
             edits: restored.card_edits,
         };
@@ -634,9 +635,7 @@ fn lock_data_dir(config: &mut Config) -> NodeResult<std::fs::File> {
             name.push(format!("-{n}"));
             base.with_file_name(name)
         };
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            NodeError::internal(format!("cannot create data dir {}: {e}", dir.display()))
-        })?;
+        store::create_private_dir(&dir)?;
         let path = dir.join("lock");
         let file = std::fs::OpenOptions::new()
             .create(true)

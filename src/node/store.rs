@@ -301,13 +301,43 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Creates the data dir readable by its owner only (0700 on Unix): it holds every message, the
+/// link token that lets a peer connect, and the HMAC-signed history, and other users of the
+/// machine must not read them. A dir that already exists keeps its mode, with a warning when
+/// other users can read it.
+pub(crate) fn create_private_dir(dir: &Path) -> NodeResult<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let existed = dir.is_dir();
+        builder.mode(0o700);
+        builder.create(dir).map_err(|e| {
+            NodeError::internal(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
+        if existed
+            && let Ok(meta) = std::fs::metadata(dir)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                "data dir is readable by other users of this machine (messages, link token): chmod 700 it"
+            );
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    builder
+        .create(dir)
+        .map_err(|e| NodeError::internal(format!("cannot create data dir {}: {e}", dir.display())))
+}
+
 impl Store {
     /// Opens (creating and migrating as needed) the database at `path` and starts the writer.
     pub fn open(path: &Path) -> NodeResult<Store> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                NodeError::internal(format!("cannot create data dir {}: {e}", dir.display()))
-            })?;
+            create_private_dir(dir)?;
         }
         let mut writer_conn = open_connection(path)?;
         migrate(&mut writer_conn)?;
@@ -647,6 +677,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    /// A new data dir is its owner's alone.
+    #[cfg(unix)]
+    #[test]
+    fn a_new_data_dir_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a/b");
+        create_private_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        create_private_dir(&dir).unwrap();
     }
 
     /// Under sustained writes the WAL is rewound, so it does not grow without bound.
