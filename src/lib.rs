@@ -22,6 +22,9 @@ pub mod node;
 pub mod server;
 pub mod wire;
 
+#[cfg(test)]
+mod test_support;
+
 pub use config::Config;
 pub use node::Node;
 pub use server::Server;

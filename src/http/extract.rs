@@ -169,3 +169,120 @@ impl Params {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use futures_util::FutureExt;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_support::config;
+
+    /// Form-encodes `s` the ways clients do: unreserved bytes literal or escaped, space as
+    /// `+` or `%20`, everything else `%XX` in upper or lower case (`style` picks per byte).
+    fn encode(s: &str, style: &[bool]) -> String {
+        let mut out = String::new();
+        for (i, b) in s.bytes().enumerate() {
+            let alt = style.get(i % style.len().max(1)).copied().unwrap_or(false);
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' if alt => {
+                    out.push(char::from(b));
+                }
+                b' ' if alt => out.push('+'),
+                _ if alt => out.push_str(&format!("%{b:02x}")),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        out
+    }
+
+    /// Runs the extractor on `/x?{query}`; `None` when the text is not a valid request URI.
+    /// The extractor never awaits anything, so it completes on its first poll.
+    fn params(query: &str) -> Option<Result<Params, ApiError>> {
+        let req = axum::http::Request::builder()
+            .uri(format!("/x?{query}"))
+            .body(())
+            .ok()?;
+        let (mut parts, ()) = req.into_parts();
+        Some(
+            Params::from_request_parts(&mut parts, &())
+                .now_or_never()
+                .expect("the query extractor does not wait"),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        /// Any UTF-8 text, however it is encoded, decodes back to itself.
+        #[test]
+        fn prop_query_encoded_text_round_trips(
+            text in any::<String>(),
+            style in proptest::collection::vec(any::<bool>(), 0..8),
+        ) {
+            let decoded = decode_component(&encode(&text, &style)).map_err(|e| TestCaseError::fail(e.0.message))?;
+            prop_assert_eq!(decoded, text);
+        }
+
+        /// Arbitrary text never panics; errors are 400s; text with no escapes is kept as is
+        /// (`+` aside), and escapes of bytes that are not UTF-8 are refused.
+        #[test]
+        fn prop_query_arbitrary_text_never_panics(
+            raw in prop_oneof![any::<String>(), "[%+a-fA-F0-9gG\u{e9}]{0,16}"],
+            bytes in proptest::collection::vec(any::<u8>(), 1..6),
+        ) {
+            match decode_component(&raw) {
+                Ok(s) if !raw.contains('%') => prop_assert_eq!(s, raw.replace('+', " ")),
+                Ok(_) => {}
+                Err(ApiError(e)) => prop_assert_eq!(e.code, ErrorCode::InvalidRequest),
+            }
+            let escaped: String = bytes.iter().map(|b| format!("%{b:02X}")).collect();
+            let want = String::from_utf8(bytes).ok();
+            prop_assert_eq!(decode_component(&escaped).ok(), want);
+        }
+
+        /// A query string of encoded pairs decodes to exactly those pairs.
+        #[test]
+        fn prop_query_params_round_trip(
+            pairs in proptest::collection::btree_map(".{0,8}", ".{0,8}", 0..6),
+            style in proptest::collection::vec(any::<bool>(), 0..8),
+        ) {
+            let query = pairs
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode(k, &style), encode(v, &style)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let Params(map) = params(&query)
+                .expect("encoded pairs make a valid URI")
+                .map_err(|e| TestCaseError::fail(e.0.message))?;
+            prop_assert_eq!(map.into_iter().collect::<BTreeMap<_, _>>(), pairs);
+        }
+
+        /// Arbitrary query strings (any characters a URI allows) never panic, fail only with
+        /// a 400, and the typed getters never panic on whatever was decoded.
+        #[test]
+        fn prop_query_arbitrary_query_never_panics(
+            query in "[A-Za-z0-9%&=+._~!$'()*,;:@/?-]{0,48}",
+            max in 0.0f64..1e6,
+        ) {
+            match params(&query) {
+                None => {}
+                Some(Err(ApiError(e))) => prop_assert_eq!(e.code.http_status(), 400),
+                Some(Ok(p)) => {
+                    for key in p.0.keys() {
+                        let _ = p.str(key);
+                        if let Err(ApiError(e)) = p.uint(key, "bad") {
+                            prop_assert_eq!(e.code.http_status(), 400);
+                        }
+                        match p.seconds(key, 1.0, max) {
+                            Ok(s) => prop_assert!(s.is_finite() && s >= 0.0 && (s <= max || s == 1.0)),
+                            Err(ApiError(e)) => prop_assert_eq!(e.code.http_status(), 400),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

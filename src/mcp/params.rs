@@ -281,3 +281,83 @@ pub struct JsonResult {
     #[serde(flatten)]
     pub value: serde_json::Map<String, Value>,
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::test_support::{arb_json, arb_object, config};
+
+    /// Deserializes `value` into every tool argument type, as the tools do with a call's
+    /// arguments; only the outcome's absence of a panic matters.
+    fn parse_all(value: &Value) {
+        fn one<T: serde::de::DeserializeOwned>(value: &Value) {
+            let _ = serde_json::from_value::<T>(value.clone());
+        }
+        one::<ConnectArgs>(value);
+        one::<FileArg>(value);
+        one::<SendArgs>(value);
+        one::<ReceiveArgs>(value);
+        one::<CursorArg>(value);
+        one::<TaskGetArgs>(value);
+        one::<TaskCreateArgs>(value);
+        one::<TaskUpdateArgs>(value);
+        one::<TaskIdArgs>(value);
+        one::<TaskListArgs>(value);
+        one::<CardUpdateArgs>(value);
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        /// Any JSON value, and any object with the tools' field names, never panics any
+        /// argument type.
+        #[test]
+        fn prop_mcp_args_arbitrary_json_never_panics(value in arb_json(), map in arb_object()) {
+            parse_all(&value);
+            parse_all(&Value::Object(map));
+        }
+
+        /// Well-typed arguments come through field for field; a wrongly typed field is an
+        /// error, not a default.
+        #[test]
+        fn prop_mcp_args_valid_values_round_trip(
+            text in proptest::option::of(any::<String>()),
+            data in proptest::option::of(arb_json().prop_filter("null reads as absent", |v| !v.is_null())),
+            peer in proptest::option::of(any::<String>()),
+            status in any::<String>(),
+            wait in proptest::option::of(any::<f64>().prop_filter("finite", |f| f.is_finite())),
+            cursor in prop_oneof![any::<i64>().prop_map(Value::from), any::<String>().prop_map(Value::from)],
+            wrong in prop_oneof![any::<bool>().prop_map(Value::from), arb_json().prop_filter("not a string", |v| v.is_array() || v.is_object())],
+        ) {
+            let mut body = json!({"text": text, "peer": peer});
+            if let Some(d) = &data {
+                body["data"] = d.clone();
+            }
+            let args: SendArgs = serde_json::from_value(body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(args.text, text);
+            prop_assert_eq!(args.data, data);
+            prop_assert_eq!(args.peer, peer);
+
+            let args: TaskUpdateArgs = serde_json::from_value(json!({"task_id": "t", "status": status}))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(args.status, status);
+
+            let args: ReceiveArgs = serde_json::from_value(json!({"wait_seconds": wait, "cursor": cursor}))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(args.wait_seconds, wait);
+            match (args.cursor, &cursor) {
+                (Some(CursorArg::Number(n)), Value::Number(want)) => prop_assert_eq!(Some(n), want.as_i64()),
+                (Some(CursorArg::Text(s)), Value::String(want)) => prop_assert_eq!(&s, want),
+                (got, want) => prop_assert!(false, "cursor {want} read as {got:?}"),
+            }
+
+            let bad_id = serde_json::from_value::<TaskIdArgs>(json!({"task_id": wrong.clone()}));
+            let bad_link = serde_json::from_value::<ConnectArgs>(json!({"link": wrong.clone()}));
+            let bad_text = serde_json::from_value::<SendArgs>(json!({"text": wrong}));
+            prop_assert!(bad_id.is_err() && bad_link.is_err() && bad_text.is_err());
+        }
+    }
+}

@@ -272,6 +272,8 @@ impl MessageRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{arb_json, arb_object, config, valid_part};
+    use proptest::prelude::*;
 
     #[test]
     fn part_errors_name_the_index() {
@@ -307,5 +309,126 @@ mod tests {
             SendRequest::from_json(&json!({"role":"user","text":"x","task_id":7}), None).is_err()
         );
         assert!(SendRequest::from_json(&json!([1]), None).is_err());
+    }
+
+    /// An id a client may choose: non-empty, at most `MAX_ID_LEN` bytes.
+    fn arb_id() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of("[A-Za-z0-9_.:-]{1,128}")
+    }
+
+    /// The body's content: `parts`, or the `text` / `content` shorthand with non-empty text.
+    fn arb_content() -> impl Strategy<Value = (&'static str, Value)> {
+        prop_oneof![
+            proptest::collection::vec(valid_part(), 1..6).prop_map(|p| ("parts", Value::Array(p))),
+            ".{1,24}".prop_map(|t| ("text", Value::String(t))),
+            ".{1,24}".prop_map(|t| ("content", Value::String(t))),
+        ]
+    }
+
+    /// Checks one parse of an arbitrary body: any failure is a 4xx.
+    fn check_send(body: &Value, default_role: Option<&str>) -> Result<(), TestCaseError> {
+        if let Err(e) = SendRequest::from_json(body, default_role) {
+            prop_assert!(e.code.http_status() < 500, "{e}");
+            prop_assert_eq!(e.code, super::super::error::ErrorCode::InvalidRequest);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        /// Any JSON value as a send body never panics and is refused with a 400.
+        #[test]
+        fn prop_send_arbitrary_json_never_panics(
+            value in arb_json(),
+            default_role in proptest::option::of(proptest::sample::select(&["agent", "user"][..])),
+        ) {
+            check_send(&value, default_role)?;
+        }
+
+        /// Objects with send-request fields holding arbitrary values: same guarantee, and a
+        /// request that is accepted has only valid parts and a valid role.
+        #[test]
+        fn prop_send_arbitrary_objects_never_panic(map in arb_object()) {
+            let body = Value::Object(map);
+            check_send(&body, None)?;
+            if let Ok(req) = SendRequest::from_json(&body, None) {
+                prop_assert!(req.role == "user" || req.role == "agent");
+                prop_assert!(validate_parts(&Value::Array(req.parts)).is_ok());
+                prop_assert!((0.0..=3600.0).contains(&req.timeout));
+            }
+        }
+
+        /// A valid request parses to exactly what it says.
+        #[test]
+        fn prop_send_valid_requests_round_trip(
+            role in proptest::sample::select(&["user", "agent"][..]),
+            (key, content) in arb_content(),
+            message_id in arb_id(),
+            task_id in arb_id(),
+            context_id in arb_id(),
+            peer_id in arb_id(),
+            sync in proptest::option::of(any::<bool>()),
+            timeout in proptest::option::of(0.0f64..=3600.0),
+            create_task in proptest::option::of(any::<bool>()),
+        ) {
+            let mut body = json!({"role": role, key: content.clone()});
+            for (k, v) in [("message_id", &message_id), ("task_id", &task_id),
+                           ("context_id", &context_id), ("peer_id", &peer_id)] {
+                if let Some(v) = v {
+                    body[k] = json!(v);
+                }
+            }
+            for (k, v) in [("sync", sync), ("create_task", create_task)] {
+                if let Some(v) = v {
+                    body[k] = json!(v);
+                }
+            }
+            if let Some(t) = timeout {
+                body["timeout"] = json!(t);
+            }
+            let req = SendRequest::from_json(&body, None).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let want_parts = match content {
+                Value::Array(p) => p,
+                Value::String(t) => vec![text_part(&t)],
+                _ => unreachable!("arb_content makes arrays and strings"),
+            };
+            prop_assert_eq!(req.role, role);
+            prop_assert_eq!(req.parts, want_parts);
+            prop_assert_eq!(req.message_id, message_id);
+            prop_assert_eq!(req.task_id, task_id);
+            prop_assert_eq!(req.context_id, context_id);
+            prop_assert_eq!(req.peer_id, peer_id);
+            prop_assert_eq!(req.sync, sync.unwrap_or(false));
+            prop_assert_eq!(req.create_task, create_task.unwrap_or(false));
+            prop_assert_eq!(req.timeout, timeout.unwrap_or(30.0));
+        }
+
+        /// `validate_parts` never panics; what it accepts is the list it was given.
+        #[test]
+        fn prop_parts_arbitrary_json_never_panics(value in arb_json()) {
+            if let Ok(list) = validate_parts(&value) {
+                prop_assert!(!list.is_empty() && list.len() <= MAX_PARTS);
+                prop_assert_eq!(Value::Array(list), value);
+            }
+        }
+
+        /// Lists of valid parts are accepted unchanged; one bad part anywhere is refused and
+        /// named by its index.
+        #[test]
+        fn prop_parts_valid_lists_accepted(
+            parts in proptest::collection::vec(valid_part(), 1..8),
+            bad in arb_json(),
+            at in any::<proptest::sample::Index>(),
+        ) {
+            prop_assert_eq!(validate_parts(&Value::Array(parts.clone())), Ok(parts.clone()));
+            if validate_part(&bad).is_err() {
+                let mut with_bad = parts;
+                let i = at.index(with_bad.len() + 1);
+                with_bad.insert(i, bad);
+                let err = validate_parts(&Value::Array(with_bad)).unwrap_err();
+                prop_assert!(err.starts_with(&format!("parts[{i}]: ")), "{err}");
+            }
+        }
     }
 }

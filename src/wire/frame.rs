@@ -126,6 +126,8 @@ pub fn invalid_token() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{arb_json, arb_object, arb_string, config};
+    use proptest::prelude::*;
 
     #[test]
     fn classifies_frames() {
@@ -149,5 +151,114 @@ mod tests {
             parse(&"x".repeat(2000), 1024).unwrap_err(),
             FrameError::TooLarge(2000)
         );
+    }
+
+    /// The variant a frame must get, written from the protocol's rules rather than the code's.
+    fn kind_of(map: &Map<String, Value>) -> &'static str {
+        match map.get("type").and_then(Value::as_str) {
+            Some("acp.agent_card") => "agent_card",
+            Some("acp.reply") => "reply",
+            Some("task.updated") => "task_updated",
+            Some("task.delegate") => "task_delegate",
+            Some("error") => "error",
+            Some("acp.message") => "message",
+            _ if map.get("parts").is_some_and(Value::is_array) => "message",
+            _ => "other",
+        }
+    }
+
+    /// The variant's name and the object it kept (for a card frame, the card itself).
+    fn split(frame: Inbound) -> (&'static str, Value) {
+        match frame {
+            Inbound::AgentCard(card) => ("agent_card", card),
+            Inbound::Message(m) => ("message", Value::Object(m)),
+            Inbound::Reply(m) => ("reply", Value::Object(m)),
+            Inbound::TaskUpdated(m) => ("task_updated", Value::Object(m)),
+            Inbound::TaskDelegate(m) => ("task_delegate", Value::Object(m)),
+            Inbound::Error(m) => ("error", Value::Object(m)),
+            Inbound::Other(m) => ("other", Value::Object(m)),
+        }
+    }
+
+    /// Parses what a builder made, as a peer would receive it.
+    fn reparse(built: &Value) -> (&'static str, Value) {
+        split(parse(&built.to_string(), usize::MAX).expect("a built frame parses"))
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        /// Arbitrary text never panics; over the limit it is refused by size, before parsing.
+        #[test]
+        fn prop_frame_arbitrary_text_never_panics(text in any::<String>(), max in 0usize..64) {
+            match parse(&text, max) {
+                Err(FrameError::TooLarge(n)) => prop_assert!(n == text.len() && n > max),
+                _ => prop_assert!(text.len() <= max),
+            }
+        }
+
+        /// Any JSON value: objects are classified by their `type` and kept whole (unknown
+        /// fields survive); anything else is `NotJson`.
+        #[test]
+        fn prop_frame_arbitrary_json_is_classified_and_kept(value in arb_json()) {
+            let text = value.to_string();
+            match (&value, parse(&text, text.len())) {
+                (Value::Object(map), Ok(frame)) => {
+                    let (kind, kept) = split(frame);
+                    prop_assert_eq!(kind, kind_of(map));
+                    if kind == "agent_card" {
+                        prop_assert_eq!(kept, map.get("card").cloned().unwrap_or(Value::Null));
+                    } else {
+                        prop_assert_eq!(kept, value.clone());
+                    }
+                }
+                (Value::Object(_), Err(e)) => prop_assert!(false, "object refused: {e}"),
+                (_, res) => prop_assert!(matches!(res, Err(FrameError::NotJson(_)))),
+            }
+        }
+
+        /// An object with typical frame fields; one byte over the limit is refused by size.
+        #[test]
+        fn prop_frame_objects_and_size_limit(map in arb_object()) {
+            let value = Value::Object(map.clone());
+            let text = value.to_string();
+            let (kind, _) = split(parse(&text, text.len()).expect("an object parses"));
+            prop_assert_eq!(kind, kind_of(&map));
+            prop_assert_eq!(
+                parse(&text, text.len() - 1).unwrap_err(),
+                FrameError::TooLarge(text.len())
+            );
+        }
+
+        /// Every frame this module builds parses back to its own variant, field for field.
+        #[test]
+        fn prop_frame_built_frames_round_trip(
+            from in arb_string(),
+            id in arb_string(),
+            status in arb_string(),
+            card in arb_json(),
+            payload in arb_json(),
+            artifact in proptest::option::of(arb_json()),
+            content in proptest::option::of(arb_json()),
+            parts in proptest::option::of(arb_json()),
+        ) {
+            let built = agent_card(&card);
+            prop_assert_eq!(reparse(&built), ("agent_card", card));
+
+            let built = task_updated(&from, &id, &status, artifact.as_ref());
+            prop_assert_eq!(reparse(&built), ("task_updated", built.clone()));
+            prop_assert_eq!(&built["artifact"], artifact.as_ref().unwrap_or(&Value::Null));
+
+            let built = task_delegate(&from, &id, &payload);
+            prop_assert_eq!(reparse(&built), ("task_delegate", built.clone()));
+            prop_assert_eq!(&built["payload"], &payload);
+
+            let built = reply(&from, &id, content.as_ref(), parts.as_ref());
+            prop_assert_eq!(reparse(&built), ("reply", built.clone()));
+            prop_assert_eq!(&built["correlation_id"], &Value::from(id.as_str()));
+
+            let built = invalid_token();
+            prop_assert_eq!(reparse(&built), ("error", built.clone()));
+        }
     }
 }

@@ -94,6 +94,9 @@ fn split_host_port(authority: &str) -> Option<(String, u16)> {
     }
     if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6.split_once(']')?;
+        // Brackets hold an IPv6 address and nothing else: any other text there would be a
+        // host that the printed link and the WebSocket URL cannot carry.
+        host.parse::<std::net::Ipv6Addr>().ok()?;
         let port = match after.strip_prefix(':') {
             Some(p) => parse_port(p)?,
             None if after.is_empty() => 7801,
@@ -132,6 +135,8 @@ pub fn token_matches(path: &str, token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::config;
+    use proptest::prelude::*;
 
     #[test]
     fn parses_and_formats() {
@@ -161,6 +166,9 @@ mod tests {
             "acp://:7801/tok_a",
             "acp://user@host:7801/tok_a",
             "acp://host:7801/tok a",
+            "acp://[%]/a",
+            "acp://[ho st]:1/tok",
+            "acp://[1.2.3.4]:1/tok",
             "acp+wss://relay.example/acp/tok_a",
             "acp://ho st:1/tok",
         ] {
@@ -175,5 +183,78 @@ mod tests {
         assert!(!token_matches("/tok_abd", "tok_abc"));
         assert!(!token_matches("/tok_ab", "tok_abc"));
         assert!(!token_matches("/", "tok_abc"));
+    }
+
+    /// Text shaped like a link (scheme, brackets, colons, slashes, query) or anything at all.
+    fn arb_link_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "(acp://|acp+ws://|ACP://| acp://)?[\\[\\]:/@?#a-z0-9._ %-]{0,40}",
+            "acp://\\[[0-9a-fA-F:. %a-z]{0,20}\\](:[0-9+-]{0,6})?/[a-zA-Z0-9_?#/-]{0,20}",
+        ]
+    }
+
+    /// A host a link may name: a DNS name, an IPv4 address or an IPv6 address.
+    fn arb_host() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9]([a-z0-9_-]{0,20}[a-z0-9])?(\\.[a-z0-9-]{1,10}){0,3}",
+            any::<std::net::Ipv4Addr>().prop_map(|ip| ip.to_string()),
+            any::<std::net::Ipv6Addr>().prop_map(|ip| ip.to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        /// Arbitrary text never panics; whatever parses is a usable address that prints back
+        /// to itself, and its WebSocket URL is the same address.
+        #[test]
+        fn prop_link_arbitrary_text_round_trips(raw in arb_link_text()) {
+            if let Ok(link) = Link::parse(&raw) {
+                prop_assert!(!link.host.is_empty() && link.port != 0 && !link.token.is_empty());
+                let printed = link.to_string();
+                prop_assert_eq!(Link::parse(&printed), Ok(link.clone()), "printed {}", printed);
+                prop_assert_eq!(
+                    link.ws_url(),
+                    format!("ws://{}", printed.strip_prefix("acp://").unwrap_or_default())
+                );
+            }
+        }
+
+        /// Every well-formed link parses to its parts, with or without a port, and prints back.
+        #[test]
+        fn prop_link_valid_links_round_trip(
+            host in arb_host(),
+            port in proptest::option::of(1u16..),
+            token in "[A-Za-z0-9_-]{1,40}",
+            query in proptest::option::of("[?#][a-z=&]{0,10}"),
+        ) {
+            let shown = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+            let authority = match port {
+                Some(p) => format!("{shown}:{p}"),
+                None => shown.clone(),
+            };
+            let raw = format!("acp://{authority}/{token}{}", query.unwrap_or_default());
+            let link = Link::parse(&raw).map_err(TestCaseError::fail)?;
+            let port = port.unwrap_or(7801);
+            prop_assert_eq!(link.ws_url(), format!("ws://{shown}:{port}/{token}"));
+            let want = Link { host, port, token };
+            prop_assert_eq!(&link, &want);
+            prop_assert_eq!(Link::parse(&link.to_string()), Ok(want));
+        }
+
+        /// The token check never panics, accepts the token's own path (any slashes, any
+        /// query) and nothing whose token part differs.
+        #[test]
+        fn prop_link_token_matches_exactly(
+            path in any::<String>(),
+            token in "[A-Za-z0-9_-]{0,40}",
+            query in proptest::option::of("\\?.{0,10}"),
+        ) {
+            let asked = path.trim_matches('/').split('?').next().unwrap_or("");
+            prop_assert_eq!(token_matches(&path, &token), asked == token);
+            let own = format!("/{token}{}", query.unwrap_or_default());
+            prop_assert!(token_matches(&own, &token));
+        }
     }
 }

@@ -99,6 +99,8 @@ impl Signer {
 mod tests {
     use super::*;
     use crate::node::ids::now_iso;
+    use crate::test_support::config;
+    use proptest::prelude::*;
 
     #[test]
     fn matches_reference_vector() {
@@ -134,5 +136,69 @@ mod tests {
             Verdict::Flagged
         );
         assert_eq!(lenient.verify("msg_1", Some(&ts), None), Verdict::Unchecked);
+    }
+
+    /// A timestamp as a peer might send it: current, far off, malformed, or arbitrary text.
+    fn arb_ts() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(now_iso()),
+            Just(now_iso().trim_end_matches('Z').to_owned()),
+            "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?",
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        /// Arbitrary ids, timestamps and signatures never panic, and only the real signature
+        /// of `message_id:ts` is ever `Valid`.
+        #[test]
+        fn prop_sign_verify_arbitrary_input_never_panics(
+            secret in any::<String>(),
+            message_id in any::<String>(),
+            ts in proptest::option::of(arb_ts()),
+            sig in proptest::option::of(prop_oneof!["[0-9a-fA-F]{0,70}", any::<String>()]),
+            lenient in any::<bool>(),
+        ) {
+            let signer = Signer::new(&secret, 300, lenient);
+            let verdict = signer.verify(&message_id, ts.as_deref(), sig.as_deref());
+            if verdict == Verdict::Valid {
+                let real = signer.sign(&message_id, ts.as_deref().unwrap_or_default());
+                prop_assert_eq!(sig.map(|s| s.to_lowercase()), Some(real));
+            }
+            if !lenient {
+                prop_assert!(!matches!(verdict, Verdict::Unchecked | Verdict::Flagged));
+            }
+        }
+
+        /// sign → verify is `Valid` (hex in either case); another id, another secret or one
+        /// changed hex digit is not.
+        #[test]
+        fn prop_sign_then_verify_round_trips(
+            secret in any::<String>(),
+            message_id in any::<String>(),
+            other in any::<String>(),
+            flip in 0usize..64,
+        ) {
+            let signer = Signer::new(&secret, 300, false);
+            let ts = now_iso();
+            let sig = signer.sign(&message_id, &ts);
+            prop_assert_eq!(sig.len(), 64);
+            prop_assert_eq!(signer.verify(&message_id, Some(&ts), Some(&sig)), Verdict::Valid);
+            prop_assert_eq!(
+                signer.verify(&message_id, Some(&ts), Some(&sig.to_uppercase())),
+                Verdict::Valid
+            );
+            if other != message_id {
+                prop_assert_ne!(signer.verify(&other, Some(&ts), Some(&sig)), Verdict::Valid);
+            }
+            let stranger = Signer::new(&format!("{secret}x"), 300, false);
+            prop_assert_ne!(stranger.verify(&message_id, Some(&ts), Some(&sig)), Verdict::Valid);
+            let mut bytes = sig.into_bytes();
+            bytes[flip] = if bytes[flip] == b'0' { b'1' } else { b'0' };
+            let flipped = String::from_utf8(bytes).expect("hex is ASCII");
+            prop_assert_ne!(signer.verify(&message_id, Some(&ts), Some(&flipped)), Verdict::Valid);
+        }
     }
 }
