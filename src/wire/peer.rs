@@ -3,8 +3,10 @@
 //! backoff, also after a restart), and the session loop both share: card exchange, offline
 //! queue flush, frame reading, writing, and keep-alive pings.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -13,22 +15,42 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_util::sync::CancellationToken;
 
 use super::frame;
 use super::link::{Link, token_matches};
-use crate::node::Node;
 use crate::node::peers::Outbound;
+use crate::node::{InboundAdmission, Node, PeerSlot};
 
 /// Interval between keep-alive pings (the reference's 20 s).
 const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// A connection silent for this long (no frame, no pong to our pings) is considered dead;
 /// checked at each ping, so a dead peer is dropped 45–65 s after its last sign of life.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
-/// Time allowed for the TCP connect plus WebSocket handshake.
+/// Time a dial allows for the TCP connect plus WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an accepted connection may take to send its first frame (its card).
+/// How long a dialled peer may take to send its first frame (its card or a refusal).
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Everything an accepted connection does before it is a peer — WebSocket upgrade, token
+/// check, first frame — must fit in this one deadline (it used to be 10 s for the upgrade
+/// plus 10 s for the first frame). A real peer needs a few round trips; the deadline bounds
+/// how long a silent stranger keeps a handshake place when nobody else wants it (when
+/// somebody does, [`MAX_PENDING_HANDSHAKES`] evicts it sooner).
+const ACCEPT_DEADLINE: Duration = Duration::from_secs(10);
+/// Most accepted connections that may be in their pre-authentication phase at once. Each
+/// holds a socket, a task and a small buffer, so this bounds what strangers can make the
+/// node hold before they prove they have the token. A connection that arrives when all
+/// places are taken is not refused: it evicts the oldest pending handshake from the
+/// address (IPv4 host or IPv6 /64) holding the most places. A flood from one source thus
+/// only displaces itself, and a slow or silent stranger cannot keep a good peer out: to
+/// evict a good peer's handshake (a few round trips long) it would have to hold more places
+/// than every other source and open new connections faster than that peer completes one.
+const MAX_PENDING_HANDSHAKES: usize = 64;
+/// Shortest interval between two log lines about the same kind of refusal; the refusals in
+/// between are counted and the count is reported in the next line.
+const LOG_EVERY: Duration = Duration::from_secs(5);
 /// Longest wait between redials.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Inbound frames between durability barriers, bounding the unflushed backlog per connection.
@@ -72,13 +94,20 @@ pub async fn bind(node: &Node, port: u16) -> std::io::Result<TcpListener> {
 /// Accepts peers until shutdown.
 pub async fn serve(node: Node, listener: TcpListener) {
     let shutdown = node.shutdown_token();
+    let gate = Arc::new(Gate::default());
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
+                    // The place is taken here, before the task exists, so the bound holds
+                    // however fast connections arrive.
+                    let ticket = gate.enter(addr.ip());
                     let node2 = node.clone();
-                    node.background().spawn(async move { accept_one(node2, stream, addr).await });
+                    let gate2 = gate.clone();
+                    node.background().spawn(async move {
+                        accept_one(node2, gate2, ticket, stream, addr).await
+                    });
                 }
                 Err(e) => {
                     tracing::warn!("peer accept failed: {e}");
@@ -89,9 +118,210 @@ pub async fn serve(node: Node, listener: TcpListener) {
     }
 }
 
+/// Counts one kind of event and lets a log line about it through at most once per
+/// [`LOG_EVERY`], so a flood of refusals cannot flood the log.
+#[derive(Default)]
+struct LogLimit {
+    /// When the last line was let through, and the events counted since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl LogLimit {
+    /// Counts one event. Returns how many events the line written now should report (this
+    /// one and those suppressed since the last line), or none if a line was written lately.
+    fn hit(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.1 += 1;
+        let now = Instant::now();
+        if state
+            .0
+            .is_some_and(|last| now.duration_since(last) < LOG_EVERY)
+        {
+            return None;
+        }
+        state.0 = Some(now);
+        Some(std::mem::take(&mut state.1))
+    }
+}
+
+/// One pending handshake: where it comes from, and how to end it early.
+struct Pending {
+    source: IpAddr,
+    evict: CancellationToken,
+}
+
+/// The accept loop's bounds on strangers: the places for pending handshakes
+/// ([`MAX_PENDING_HANDSHAKES`]) and the rate limits of the refusal log lines.
+#[derive(Default)]
+struct Gate {
+    /// Pending handshakes by arrival number (the first entry is the oldest), and the next
+    /// arrival number.
+    pending: Mutex<(BTreeMap<u64, Pending>, u64)>,
+    evicted: LogLimit,
+    bad_token: LogLimit,
+    over_cap: LogLimit,
+}
+
+/// A pending handshake's place; dropping it frees the place.
+struct Ticket {
+    gate: Arc<Gate>,
+    id: u64,
+    evict: CancellationToken,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut pending = self.gate.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.0.remove(&self.id);
+    }
+}
+
+/// The unit handshake places are shared by: an IPv4 address, or the /64 an IPv6 address is
+/// in (one host typically holds a whole /64).
+fn source_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut seg = v6.segments();
+            seg[4..].fill(0);
+            IpAddr::V6(seg.into())
+        }
+        v4 => v4,
+    }
+}
+
+impl Gate {
+    /// Takes a place for a new connection from `ip`, evicting a pending handshake first if
+    /// every place is taken: the oldest one of the source holding the most places.
+    fn enter(self: &Arc<Self>, ip: IpAddr) -> Ticket {
+        let source = source_of(ip);
+        let evict = CancellationToken::new();
+        let (id, evicted) = {
+            let mut guard = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let (pending, next) = &mut *guard;
+            let mut evicted = None;
+            if pending.len() >= MAX_PENDING_HANDSHAKES {
+                let mut counts: BTreeMap<IpAddr, usize> = BTreeMap::new();
+                for p in pending.values() {
+                    *counts.entry(p.source).or_default() += 1;
+                }
+                // Iteration is oldest first, so the first entry of the top source is its
+                // oldest.
+                let top = counts.values().copied().max().unwrap_or(0);
+                let victim = pending
+                    .iter()
+                    .find(|(_, p)| counts.get(&p.source) == Some(&top))
+                    .map(|(id, _)| *id);
+                if let Some(p) = victim.and_then(|id| pending.remove(&id)) {
+                    p.evict.cancel();
+                    evicted = Some(p.source);
+                }
+            }
+            *next += 1;
+            let pending_entry = Pending {
+                source,
+                evict: evict.clone(),
+            };
+            pending.insert(*next, pending_entry);
+            (*next, evicted)
+        };
+        if let Some(victim) = evicted
+            && let Some(n) = self.evicted.hit()
+        {
+            tracing::warn!(
+                evicted = n,
+                from = %victim,
+                "peer port: all {MAX_PENDING_HANDSHAKES} handshake places taken; evicted the \
+                 oldest pending handshake of the busiest source ({n} evictions since the previous \
+                 report; reported at most every {} s)",
+                LOG_EVERY.as_secs()
+            );
+        }
+        Ticket {
+            gate: self.clone(),
+            id,
+            evict,
+        }
+    }
+}
+
+/// A connection that passed the token check and was admitted under `--max-peers`.
+struct Admitted {
+    ws: WebSocketStream<TcpStream>,
+    /// Its first frame (normally its card).
+    first: String,
+    card: Option<serde_json::Value>,
+    name: Option<String>,
+    admission: InboundAdmission,
+}
+
+async fn accept_one(
+    node: Node,
+    gate: Arc<Gate>,
+    ticket: Ticket,
+    stream: TcpStream,
+    addr: SocketAddr,
+) {
+    let shutdown = node.shutdown_token();
+    let evict = ticket.evict.clone();
+    let admitted = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        _ = evict.cancelled() => {
+            tracing::debug!(%addr, "pending peer handshake evicted");
+            return;
+        }
+        r = tokio::time::timeout(ACCEPT_DEADLINE, pre_auth(&node, &gate, stream, addr)) => match r {
+            Ok(Some(a)) => a,
+            Ok(None) => return,
+            Err(_) => {
+                tracing::debug!(%addr, "peer handshake not done within the deadline");
+                return;
+            }
+        },
+    };
+    // Authenticated and admitted: no longer a stranger, so it frees its handshake place.
+    drop(ticket);
+    let Admitted {
+        ws,
+        first,
+        card,
+        name,
+        admission,
+    } = admitted;
+    let (peer_id, slot, pending_first) = match admission {
+        InboundAdmission::New(slot) => {
+            let id = node.register_inbound(name.as_deref(), card.clone());
+            let pending = if card.is_some() { None } else { Some(first) };
+            (id, Some(slot), pending)
+        }
+        // The card is recorded like any card frame once the session runs.
+        InboundAdmission::Replaces(id) => {
+            tracing::info!(peer = %id, %addr, "peer reconnected at --max-peers; its new connection replaces the old one");
+            (id, None, Some(first))
+        }
+    };
+    tracing::info!(peer = %peer_id, %addr, name = name.as_deref().unwrap_or("?"), "peer connected (inbound)");
+    run_session(
+        node,
+        peer_id,
+        ws,
+        Some(addr.to_string()),
+        pending_first,
+        slot,
+    )
+    .await;
+}
+
+/// The pre-authentication phase of an accepted connection: the WebSocket upgrade, the
+/// token check, the card exchange and the `--max-peers` admission. Returns none when the
+/// connection was refused or failed (and has been dealt with).
 // The handshake callback's error type is tungstenite's HTTP response; its size is not ours.
 #[allow(clippy::result_large_err)]
-async fn accept_one(node: Node, stream: TcpStream, addr: SocketAddr) {
+async fn pre_auth(
+    node: &Node,
+    gate: &Gate,
+    stream: TcpStream,
+    addr: SocketAddr,
+) -> Option<Admitted> {
     let _ = stream.set_nodelay(true);
     let mut path = String::new();
     let callback = |req: &Request, resp: Response| {
@@ -99,46 +329,40 @@ async fn accept_one(node: Node, stream: TcpStream, addr: SocketAddr) {
         Ok(resp)
     };
     let handshake =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(&node)));
-    let mut ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(node)));
+    let mut ws = match handshake.await {
+        Ok(ws) => ws,
+        Err(e) => {
             tracing::debug!(%addr, "peer handshake failed: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%addr, "peer handshake timed out");
-            return;
+            return None;
         }
     };
     if !token_matches(&path, node.token()) {
-        tracing::warn!(%addr, "peer refused: invalid token");
-        let _ = ws
-            .send(Message::text(frame::invalid_token().to_string()))
-            .await;
-        let _ = ws
-            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
-                code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
-                reason: "invalid_token".into(),
-            }))
-            .await;
-        return;
+        if let Some(n) = gate.bad_token.hit() {
+            tracing::warn!(%addr, refused = n, "peer refused: invalid token ({n} such refusals since the previous report; reported at most every {} s)", LOG_EVERY.as_secs());
+        }
+        refuse(
+            &mut ws,
+            frame::invalid_token(),
+            CloseCode::Normal,
+            "invalid_token",
+        )
+        .await;
+        return None;
     }
-    if ws
-        .send(Message::text(frame::agent_card(&node.card()).to_string()))
-        .await
-        .is_err()
-    {
-        return;
+    // Normally the card goes first (some clients wait for it). At the cap, the peer's card
+    // is read first: whether it gets in depends on its name (a peer replacing its own old
+    // connection does), and a refused peer then gets the refusal as its first frame, which
+    // our dialler (and the reference's) treat as a failed connect and back off.
+    let full = node.peer_has_room(None).is_err();
+    if !full && !send_card(node, &mut ws).await {
+        return None;
     }
     // The reference sends its card first thing; wait for it so the peer can be recognised
     // (and its offline queue re-attached) by agent name.
-    let first = match tokio::time::timeout(FIRST_FRAME_TIMEOUT, next_text(&mut ws)).await {
-        Ok(Some(text)) => text,
-        _ => {
-            tracing::debug!(%addr, "peer sent nothing after the handshake");
-            return;
-        }
+    let Some(first) = next_text(&mut ws).await else {
+        tracing::debug!(%addr, "peer sent nothing after the handshake");
+        return None;
     };
     let card = match frame::parse(&first, node.config().max_msg_size) {
         Ok(frame::Inbound::AgentCard(card)) => Some(card),
@@ -149,10 +373,61 @@ async fn accept_one(node: Node, stream: TcpStream, addr: SocketAddr) {
         .and_then(|c| c.get("name"))
         .and_then(|n| n.as_str())
         .map(str::to_owned);
-    let peer_id = node.register_inbound(name.as_deref(), card.clone());
-    tracing::info!(peer = %peer_id, %addr, name = name.as_deref().unwrap_or("?"), "peer connected (inbound)");
-    let pending_first = if card.is_some() { None } else { Some(first) };
-    run_session(node, peer_id, ws, Some(addr.to_string()), pending_first).await;
+    let admission = match node.admit_inbound(name.as_deref()) {
+        Ok(a) => a,
+        Err(e) => {
+            if let Some(n) = gate.over_cap.hit() {
+                tracing::warn!(%addr, name = name.as_deref().unwrap_or("?"), refused = n,
+                    "peer refused: {} ({n} such refusals since the previous report; reported at most every {} s)", e.message, LOG_EVERY.as_secs());
+            }
+            refuse(
+                &mut ws,
+                frame::too_many_peers(),
+                CloseCode::Again,
+                "too_many_peers: try again later",
+            )
+            .await;
+            return None;
+        }
+    };
+    if full && !send_card(node, &mut ws).await {
+        return None;
+    }
+    Some(Admitted {
+        ws,
+        first,
+        card,
+        name,
+        admission,
+    })
+}
+
+/// Sends our card; false if the connection is gone.
+async fn send_card<S>(node: &Node, ws: &mut WebSocketStream<S>) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ws.send(Message::text(frame::agent_card(&node.card()).to_string()))
+        .await
+        .is_ok()
+}
+
+/// Refuses a connection: the error frame, then a close frame with `code` and `reason`.
+async fn refuse<S>(
+    ws: &mut WebSocketStream<S>,
+    error: serde_json::Value,
+    code: CloseCode,
+    reason: &str,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = ws.send(Message::text(error.to_string())).await;
+    let _ = ws
+        .close(Some(CloseFrame {
+            code,
+            reason: reason.to_owned().into(),
+        }))
+        .await;
 }
 
 async fn next_text<S>(ws: &mut WebSocketStream<S>) -> Option<String>
@@ -191,44 +466,20 @@ async fn dial_loop(node: Node, peer_id: String) {
                 return;
             }
         };
-        let attempt = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            tokio_tungstenite::connect_async_with_config(
-                link.ws_url(),
-                Some(ws_config(&node)),
-                true,
-            ),
-        );
-        let result = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = attempt => r,
-        };
-        match result {
-            Ok(Ok((mut ws, _))) => {
-                // The host answers a wrong token only after the upgrade (an `error` frame),
-                // so the connection counts as up — and the offline queue is handed over —
-                // only once the peer's first frame is not a refusal.
-                match handshake_dialled(&node, &mut ws).await {
-                    Ok(first) => {
-                        tracing::info!(peer = %peer_id, link = %link_text, "peer connected (dialled)");
-                        backoff = Duration::from_millis(250);
-                        let remote = Some(format!("{}:{}", link.host, link.port));
-                        run_session(node.clone(), peer_id.clone(), ws, remote, first).await;
-                    }
-                    Err(why) => {
-                        let n = node.note_dial_failure(&peer_id, &why);
-                        tracing::warn!(peer = %peer_id, attempt = n, link = %link_text, "dial refused: {why}");
-                        let _ = ws.close(None).await;
-                    }
+        match node.peer_has_room(Some(&peer_id)) {
+            Ok(()) => {
+                if dial_once(&node, &peer_id, &link_text, &link).await {
+                    backoff = Duration::from_millis(250);
                 }
             }
-            Ok(Err(e)) => {
-                let n = node.note_dial_failure(&peer_id, &e.to_string());
-                tracing::debug!(peer = %peer_id, attempt = n, "dial failed: {e}");
+            // At --max-peers: try again later (shown in `/peers` as the last error).
+            Err(e) => {
+                let n = node.note_dial_failure(&peer_id, &e.message);
+                tracing::debug!(peer = %peer_id, attempt = n, "not dialling: {}", e.message);
             }
-            Err(_) => {
-                node.note_dial_failure(&peer_id, "connect timed out");
-            }
+        }
+        if shutdown.is_cancelled() {
+            return;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -236,6 +487,67 @@ async fn dial_loop(node: Node, peer_id: String) {
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// One dial attempt, and the session if it connects. True if a session ran (the backoff
+/// starts over).
+async fn dial_once(node: &Node, peer_id: &str, link_text: &str, link: &Link) -> bool {
+    let shutdown = node.shutdown_token();
+    let attempt = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        tokio_tungstenite::connect_async_with_config(link.ws_url(), Some(ws_config(node)), true),
+    );
+    let result = tokio::select! {
+        _ = shutdown.cancelled() => return false,
+        r = attempt => r,
+    };
+    let mut ws = match result {
+        Ok(Ok((ws, _))) => ws,
+        Ok(Err(e)) => {
+            let n = node.note_dial_failure(peer_id, &e.to_string());
+            tracing::debug!(peer = %peer_id, attempt = n, "dial failed: {e}");
+            return false;
+        }
+        Err(_) => {
+            node.note_dial_failure(peer_id, "connect timed out");
+            return false;
+        }
+    };
+    // The host answers a wrong token only after the upgrade (an `error` frame), so the
+    // connection counts as up — and the offline queue is handed over — only once the peer's
+    // first frame is not a refusal.
+    let first = match handshake_dialled(node, &mut ws).await {
+        Ok(first) => first,
+        Err(why) => {
+            let n = node.note_dial_failure(peer_id, &why);
+            tracing::warn!(peer = %peer_id, attempt = n, link = %link_text, "dial refused: {why}");
+            let _ = ws.close(None).await;
+            return false;
+        }
+    };
+    // Checked before dialling too; this is the authoritative check (inbound peers may have
+    // taken the last place meanwhile).
+    let slot = match node.admit_dialled(peer_id) {
+        Ok(slot) => slot,
+        Err(e) => {
+            let n = node.note_dial_failure(peer_id, &e.message);
+            tracing::debug!(peer = %peer_id, attempt = n, "dialled peer not attached: {}", e.message);
+            let _ = ws.close(None).await;
+            return false;
+        }
+    };
+    tracing::info!(peer = %peer_id, link = %link_text, "peer connected (dialled)");
+    let remote = Some(format!("{}:{}", link.host, link.port));
+    run_session(
+        node.clone(),
+        peer_id.to_owned(),
+        ws,
+        remote,
+        first,
+        Some(slot),
+    )
+    .await;
+    true
 }
 
 /// Sends our card on a freshly dialled connection and waits for the peer's first frame.
@@ -256,26 +568,33 @@ where
         .ok_or_else(|| "the peer closed the connection after the handshake".to_owned())?;
     if let Ok(frame::Inbound::Error(map)) = frame::parse(&first, node.config().max_msg_size) {
         let code = map.get("code").and_then(|c| c.as_str()).unwrap_or("error");
-        return Err(format!(
-            "peer error: {code} (is the link current? a restarted reference node has a new token)"
-        ));
+        let hint = match code {
+            "invalid_token" => " (is the link current? a restarted reference node has a new token)",
+            "too_many_peers" => " (the peer is at its --max-peers; retrying with backoff)",
+            _ => "",
+        };
+        return Err(format!("peer error: {code}{hint}"));
     }
     Ok(Some(first))
 }
 
-/// Runs one established connection until it ends, then detaches it from the node.
+/// Runs one established connection until it ends, then detaches it from the node. `slot`
+/// is its `--max-peers` place, given back once the connection is attached.
 async fn run_session<S>(
     node: Node,
     peer_id: String,
     ws: WebSocketStream<S>,
     remote: Option<String>,
     pending_first: Option<String>,
+    slot: Option<PeerSlot>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let capacity = node.config().offline_queue_limit + 1024;
     let (tx, mut rx) = mpsc::channel::<Outbound>(capacity);
     let generation = node.attach_connection(&peer_id, tx, remote);
+    // Attached: the connected flag now holds the place the slot reserved.
+    drop(slot);
     let (mut sink, mut stream) = ws.split();
     let shutdown = node.shutdown_token();
     let mut ping = tokio::time::interval(PING_INTERVAL);
@@ -378,4 +697,63 @@ where
         sink.feed(Message::text(text)).await?;
     }
     sink.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_full_gate_evicts_the_oldest_handshake_of_the_busiest_source() {
+        let gate = Arc::new(Gate::default());
+        let good = gate.enter(ip("10.0.0.1"));
+        let flood: Vec<Ticket> = (0..MAX_PENDING_HANDSHAKES - 1)
+            .map(|_| gate.enter(ip("10.0.0.66")))
+            .collect();
+        assert!(flood.iter().all(|t| !t.evict.is_cancelled()));
+        // Full: each newcomer evicts the flooder's oldest, never the good peer's handshake,
+        // although it is the oldest of all.
+        let more: Vec<Ticket> = (0..10).map(|_| gate.enter(ip("10.0.0.66"))).collect();
+        assert!(!good.evict.is_cancelled());
+        assert!(flood[..10].iter().all(|t| t.evict.is_cancelled()));
+        assert!(flood[10..].iter().all(|t| !t.evict.is_cancelled()));
+        assert!(more.iter().all(|t| !t.evict.is_cancelled()));
+        assert_eq!(gate.pending.lock().unwrap().0.len(), MAX_PENDING_HANDSHAKES);
+        // Dropping tickets (evicted or not) frees places.
+        drop(flood);
+        drop(more);
+        assert_eq!(gate.pending.lock().unwrap().0.len(), 1);
+        drop(good);
+        assert!(gate.pending.lock().unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn one_ipv6_host_is_one_source() {
+        assert_eq!(
+            source_of(ip("2001:db8:1:2:aaaa::1")),
+            source_of(ip("2001:db8:1:2:bbbb::2"))
+        );
+        assert_ne!(
+            source_of(ip("2001:db8:1:2::1")),
+            source_of(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(source_of(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+    }
+
+    #[test]
+    fn log_limit_reports_the_first_event_then_aggregates() {
+        let limit = LogLimit::default();
+        assert_eq!(limit.hit(), Some(1));
+        for _ in 0..1000 {
+            assert_eq!(limit.hit(), None);
+        }
+        // Pretend the last line is old: the next line carries the suppressed count.
+        limit.state.lock().unwrap().0 = Instant::now().checked_sub(LOG_EVERY);
+        assert_eq!(limit.hit(), Some(1001));
+        assert_eq!(limit.hit(), None);
+    }
 }
