@@ -212,9 +212,30 @@ async fn silent_strangers_cannot_keep_a_good_peer_out() {
         silent_ws.push(ws);
     }
 
+    // And strangers that open a new silent connection as soon as the node closes theirs
+    // (bounded: at most 50 reconnections each).
+    let mut persistent = Vec::new();
+    for _ in 0..40 {
+        persistent.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+                    return;
+                };
+                let mut buf = [0u8; 64];
+                // Returns when the node closes the connection.
+                let _ = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await;
+            }
+        }));
+    }
+
     let good = lab.start("good").await;
     good_peer_gets_in(&host, &good, 30, "let me in").await;
     assert_eq!(peer_count(&host).await, 1, "a stranger became a peer");
+    let (status, _) = host.get("/status").await;
+    assert_eq!(status, 200);
+    for task in &persistent {
+        task.abort();
+    }
     drop(held);
     drop(silent_ws);
 }
@@ -390,4 +411,41 @@ async fn a_peer_replacing_its_connection_is_not_refused_at_the_cap() {
     let (_, p) = host.get(&format!("/peers/{dup_id}")).await;
     assert_eq!(p["connected"], true, "{p}");
     assert_eq!(p["messages_received"], 1, "{p}");
+}
+
+#[tokio::test]
+async fn a_burst_of_real_peers_only_slows_down() {
+    let _serial = SERIAL.lock().await;
+    let lab = lab();
+    let host = lab.start("host").await;
+    let url = ws_url(&host, host.server.node.token());
+    // More peers than there are handshake places, 64 dialling at once (as the load
+    // benchmark does): none may be evicted as a stranger would be.
+    let n = 200;
+    let mut clients = Vec::new();
+    let mut dials = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let url = url.clone();
+            async move {
+                let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+                    .await
+                    .expect("upgrade");
+                ws.send(Message::text(
+                    json!({"type": "acp.agent_card", "card": {"name": format!("burst-{i}")}})
+                        .to_string(),
+                ))
+                .await
+                .expect("send card");
+                ws
+            }
+        })
+        .buffer_unordered(64);
+    while let Some(ws) = dials.next().await {
+        clients.push(ws);
+    }
+    eventually(60, "every peer of the burst connected", || async {
+        peer_count(&host).await == n
+    })
+    .await;
+    drop(clients);
 }

@@ -41,13 +41,19 @@ const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCEPT_DEADLINE: Duration = Duration::from_secs(10);
 /// Most accepted connections that may be in their pre-authentication phase at once. Each
 /// holds a socket, a task and a small buffer, so this bounds what strangers can make the
-/// node hold before they prove they have the token. A connection that arrives when all
-/// places are taken is not refused: it evicts the oldest pending handshake from the
-/// address (IPv4 host or IPv6 /64) holding the most places. A flood from one source thus
-/// only displaces itself, and a slow or silent stranger cannot keep a good peer out: to
-/// evict a good peer's handshake (a few round trips long) it would have to hold more places
-/// than every other source and open new connections faster than that peer completes one.
+/// node hold before they prove they have the token. When every place is taken the node
+/// accepts nothing more (new connections wait in the kernel's listen backlog) until a place
+/// frees or the oldest pending handshake of the source (IPv4 host or IPv6 /64) holding the
+/// most places is [`EVICTABLE_AFTER`] old; that one is then closed to make room. So a
+/// burst of real peers only slows down, and silent strangers are displaced one by one: a
+/// good peer waits about one [`EVICTABLE_AFTER`] period per 64 strangers queued ahead of it
+/// in the backlog, and a source's handshakes are closed only while it holds more places than
+/// any other (a flood mostly displaces itself).
 const MAX_PENDING_HANDSHAKES: usize = 64;
+/// Age from which a pending handshake may be evicted to make room for a new connection. A
+/// real peer completes its handshake in a few round trips; evicting only older handshakes
+/// keeps a burst of real peers (all young) from evicting each other.
+const EVICTABLE_AFTER: Duration = Duration::from_secs(2);
 /// Shortest interval between two log lines about the same kind of refusal; the refusals in
 /// between are counted and the count is reported in the next line.
 const LOG_EVERY: Duration = Duration::from_secs(5);
@@ -96,13 +102,22 @@ pub async fn serve(node: Node, listener: TcpListener) {
     let shutdown = node.shutdown_token();
     let gate = Arc::new(Gate::default());
     loop {
+        // A place first, then the connection: a full gate leaves new connections in the
+        // listen backlog instead of taking them in.
+        let freed = gate.freed.notified();
+        if let Some(wait) = gate.make_room(Instant::now()) {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = freed => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            continue;
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
-                    // The place is taken here, before the task exists, so the bound holds
-                    // however fast connections arrive.
-                    let ticket = gate.enter(addr.ip());
+                    let ticket = gate.enter(addr.ip(), Instant::now());
                     let node2 = node.clone();
                     let gate2 = gate.clone();
                     node.background().spawn(async move {
@@ -144,9 +159,10 @@ impl LogLimit {
     }
 }
 
-/// One pending handshake: where it comes from, and how to end it early.
+/// One pending handshake: where it comes from, since when, and how to end it early.
 struct Pending {
     source: IpAddr,
+    since: Instant,
     evict: CancellationToken,
 }
 
@@ -154,10 +170,13 @@ struct Pending {
 /// ([`MAX_PENDING_HANDSHAKES`]) and the rate limits of the refusal log lines.
 #[derive(Default)]
 struct Gate {
-    /// Pending handshakes by arrival number (the first entry is the oldest), and the next
-    /// arrival number.
+    /// Pending handshakes by arrival number (the first entry is the oldest), and the last
+    /// arrival number given out.
     pending: Mutex<(BTreeMap<u64, Pending>, u64)>,
+    /// Signalled when a place frees (the accept loop may be waiting for one).
+    freed: tokio::sync::Notify,
     evicted: LogLimit,
+    paused: LogLimit,
     bad_token: LogLimit,
     over_cap: LogLimit,
 }
@@ -172,7 +191,9 @@ struct Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut pending = self.gate.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.0.remove(&self.id);
+        if pending.0.remove(&self.id).is_some() {
+            self.gate.freed.notify_one();
+        }
     }
 }
 
@@ -190,55 +211,81 @@ fn source_of(ip: IpAddr) -> IpAddr {
 }
 
 impl Gate {
-    /// Takes a place for a new connection from `ip`, evicting a pending handshake first if
-    /// every place is taken: the oldest one of the source holding the most places.
-    fn enter(self: &Arc<Self>, ip: IpAddr) -> Ticket {
-        let source = source_of(ip);
-        let evict = CancellationToken::new();
-        let (id, evicted) = {
+    /// Makes sure a place is free for the next connection. None if one is (after evicting,
+    /// if needed, the oldest pending handshake of the source holding the most places, when
+    /// it is old enough); else how long to wait at most before trying again (a freed place
+    /// is signalled on [`Gate::freed`] sooner).
+    fn make_room(&self, now: Instant) -> Option<Duration> {
+        let (victim, wait) = {
             let mut guard = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            let (pending, next) = &mut *guard;
-            let mut evicted = None;
-            if pending.len() >= MAX_PENDING_HANDSHAKES {
-                let mut counts: BTreeMap<IpAddr, usize> = BTreeMap::new();
-                for p in pending.values() {
-                    *counts.entry(p.source).or_default() += 1;
-                }
-                // Iteration is oldest first, so the first entry of the top source is its
-                // oldest.
-                let top = counts.values().copied().max().unwrap_or(0);
-                let victim = pending
-                    .iter()
-                    .find(|(_, p)| counts.get(&p.source) == Some(&top))
-                    .map(|(id, _)| *id);
-                if let Some(p) = victim.and_then(|id| pending.remove(&id)) {
+            let pending = &mut guard.0;
+            if pending.len() < MAX_PENDING_HANDSHAKES {
+                return None;
+            }
+            // Places per source, and each source's oldest entry (iteration is oldest first).
+            let mut sources: BTreeMap<IpAddr, (usize, u64, Instant)> = BTreeMap::new();
+            for (id, p) in pending.iter() {
+                sources.entry(p.source).or_insert((0, *id, p.since)).0 += 1;
+            }
+            // The busiest source; among equally busy ones, the one with the oldest entry.
+            let (oldest_id, since) = sources
+                .values()
+                .max_by(|a, b| a.0.cmp(&b.0).then(b.2.cmp(&a.2)).then(b.1.cmp(&a.1)))
+                .map(|&(_, id, since)| (id, since))?;
+            let age = now.saturating_duration_since(since);
+            if age < EVICTABLE_AFTER {
+                (None, Some(EVICTABLE_AFTER - age))
+            } else {
+                let p = pending.remove(&oldest_id);
+                if let Some(p) = &p {
                     p.evict.cancel();
-                    evicted = Some(p.source);
+                }
+                (p.map(|p| p.source), None)
+            }
+        };
+        match victim {
+            Some(source) => {
+                if let Some(n) = self.evicted.hit() {
+                    tracing::warn!(
+                        evicted = n,
+                        from = %source,
+                        "peer port: all {MAX_PENDING_HANDSHAKES} handshake places taken; closed \
+                         the oldest pending handshake of the busiest source ({n} such evictions \
+                         since the previous report; reported at most every {} s)",
+                        LOG_EVERY.as_secs()
+                    );
                 }
             }
-            *next += 1;
-            let pending_entry = Pending {
-                source,
-                evict: evict.clone(),
-            };
-            pending.insert(*next, pending_entry);
-            (*next, evicted)
-        };
-        if let Some(victim) = evicted
-            && let Some(n) = self.evicted.hit()
-        {
-            tracing::warn!(
-                evicted = n,
-                from = %victim,
-                "peer port: all {MAX_PENDING_HANDSHAKES} handshake places taken; evicted the \
-                 oldest pending handshake of the busiest source ({n} evictions since the previous \
-                 report; reported at most every {} s)",
-                LOG_EVERY.as_secs()
-            );
+            None => {
+                if let Some(n) = self.paused.hit() {
+                    tracing::info!(
+                        paused = n,
+                        "peer port: all {MAX_PENDING_HANDSHAKES} handshake places taken by recent \
+                         handshakes; new connections wait ({n} such pauses since the previous \
+                         report; reported at most every {} s)",
+                        LOG_EVERY.as_secs()
+                    );
+                }
+            }
         }
+        wait
+    }
+
+    /// Takes a place for a new connection from `ip` (after [`Gate::make_room`]).
+    fn enter(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Ticket {
+        let evict = CancellationToken::new();
+        let mut guard = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let (pending, last) = &mut *guard;
+        *last += 1;
+        let entry = Pending {
+            source: source_of(ip),
+            since: now,
+            evict: evict.clone(),
+        };
+        pending.insert(*last, entry);
         Ticket {
             gate: self.clone(),
-            id,
+            id: *last,
             evict,
         }
     }
@@ -708,16 +755,25 @@ mod tests {
     }
 
     #[test]
-    fn a_full_gate_evicts_the_oldest_handshake_of_the_busiest_source() {
+    fn a_full_gate_waits_for_young_handshakes_and_evicts_old_ones_of_the_busiest_source() {
         let gate = Arc::new(Gate::default());
-        let good = gate.enter(ip("10.0.0.1"));
+        let t0 = Instant::now();
+        let good = gate.enter(ip("10.0.0.1"), t0);
         let flood: Vec<Ticket> = (0..MAX_PENDING_HANDSHAKES - 1)
-            .map(|_| gate.enter(ip("10.0.0.66")))
+            .map(|_| gate.enter(ip("10.0.0.66"), t0))
             .collect();
+        // Full of young handshakes: wait (a burst of real peers only slows down).
+        let wait = gate.make_room(t0).expect("full");
+        assert!(wait <= EVICTABLE_AFTER && wait > Duration::ZERO);
         assert!(flood.iter().all(|t| !t.evict.is_cancelled()));
-        // Full: each newcomer evicts the flooder's oldest, never the good peer's handshake,
-        // although it is the oldest of all.
-        let more: Vec<Ticket> = (0..10).map(|_| gate.enter(ip("10.0.0.66"))).collect();
+        // Once old enough, each new connection evicts the flooder's oldest, never the good
+        // peer's handshake, although it is the oldest of all.
+        let later = t0 + EVICTABLE_AFTER;
+        let mut more = Vec::new();
+        for _ in 0..10 {
+            assert_eq!(gate.make_room(later), None);
+            more.push(gate.enter(ip("10.0.0.66"), later));
+        }
         assert!(!good.evict.is_cancelled());
         assert!(flood[..10].iter().all(|t| t.evict.is_cancelled()));
         assert!(flood[10..].iter().all(|t| !t.evict.is_cancelled()));
@@ -727,8 +783,24 @@ mod tests {
         drop(flood);
         drop(more);
         assert_eq!(gate.pending.lock().unwrap().0.len(), 1);
+        assert_eq!(gate.make_room(later), None);
         drop(good);
         assert!(gate.pending.lock().unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn equally_busy_sources_lose_their_oldest_first() {
+        let gate = Arc::new(Gate::default());
+        let t0 = Instant::now();
+        let half = MAX_PENDING_HANDSHAKES / 2;
+        let late = t0 + Duration::from_millis(10);
+        let b: Vec<Ticket> = (0..half)
+            .map(|_| gate.enter(ip("10.0.0.2"), late))
+            .collect();
+        let a: Vec<Ticket> = (0..half).map(|_| gate.enter(ip("10.0.0.1"), t0)).collect();
+        assert_eq!(gate.make_room(t0 + EVICTABLE_AFTER * 2), None);
+        assert!(a[0].evict.is_cancelled());
+        assert!(b.iter().all(|t| !t.evict.is_cancelled()));
     }
 
     #[test]
