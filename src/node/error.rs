@@ -45,6 +45,11 @@ pub enum ErrorCode {
     InvalidTransition,
     /// The offline queue for this peer is full.
     QueueFull,
+    /// This node already holds `--max-peers` connections. A code of its own rather than
+    /// `ERR_QUEUE_FULL` (same status, but a client reading that code would conclude a message
+    /// was not queued, and the MCP hint for it speaks of an absent peer); 429 because the
+    /// request is fine and may succeed later, once a peer leaves or the cap is raised.
+    TooManyPeers,
     /// The endpoint exists in the protocol but this node does not implement it yet.
     NotSupported,
     /// The HTTP method is not allowed on this path.
@@ -79,6 +84,7 @@ impl ErrorCode {
             // The reference (and its spec) report illegal transitions as invalid requests.
             ErrorCode::InvalidTransition => "ERR_INVALID_REQUEST",
             ErrorCode::QueueFull => "ERR_QUEUE_FULL",
+            ErrorCode::TooManyPeers => "ERR_TOO_MANY_PEERS",
             ErrorCode::NotSupported => "ERR_NOT_SUPPORTED",
             ErrorCode::MethodNotAllowed => "ERR_METHOD_NOT_ALLOWED",
             ErrorCode::ShuttingDown => "ERR_SHUTTING_DOWN",
@@ -105,7 +111,7 @@ impl ErrorCode {
             ErrorCode::InvalidTransition => 409,
             ErrorCode::MsgTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
-            ErrorCode::QueueFull => 429,
+            ErrorCode::QueueFull | ErrorCode::TooManyPeers => 429,
             ErrorCode::NotSupported => 501,
             ErrorCode::NotConnected | ErrorCode::PeerConnecting | ErrorCode::ShuttingDown => 503,
             ErrorCode::Internal => 500,

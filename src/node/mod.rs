@@ -465,6 +465,16 @@ impl Node {
         let canonical = link.to_string();
         let (peer_id, display, fresh) = {
             let mut peers = self.lock_peers();
+            // At the cap a new dial could only be refused when it connects; say so now. A
+            // link that is already connected is not a new place (the call is idempotent).
+            let held = peers.held();
+            let already = peers
+                .peers
+                .values()
+                .any(|p| p.connected && p.record.link.as_deref() == Some(canonical.as_str()));
+            if !already && held >= self.inner.config.max_peers {
+                return Err(self.peer_cap_error(held));
+            }
             if let Some(existing) = peers
                 .peers
                 .values_mut()
@@ -818,7 +828,100 @@ pub(crate) fn ensure_running(node: &Node) -> NodeResult<()> {
     Ok(())
 }
 
+/// A place under `--max-peers`, held by a connection from its admission until it is attached
+/// (then the peer's `connected` flag counts it). Dropping it unattached gives the place back,
+/// so a connection that fails between admission and attach cannot leak a place.
+#[must_use = "the place is given back when the slot is dropped"]
+pub struct PeerSlot {
+    /// The node whose reserved count this slot holds; none for a connection that takes over
+    /// a peer's existing place.
+    node: Option<Node>,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            let mut peers = node.lock_peers();
+            peers.reserved = peers.reserved.saturating_sub(1);
+        }
+    }
+}
+
+/// How an authenticated inbound connection is let in under `--max-peers`.
+pub enum InboundAdmission {
+    /// There is room: register the peer as usual, holding this place until it is attached.
+    New(PeerSlot),
+    /// The node is full, but a connected peer that dialled us has the same agent name: the
+    /// new connection is that peer coming back before its old connection was noticed dead,
+    /// so it takes over that entry (attaching it closes the old connection) instead of
+    /// being refused. Two different agents sharing one name at the cap take turns.
+    Replaces(String),
+}
+
 impl Node {
+    /// The error for a connection past `--max-peers`.
+    fn peer_cap_error(&self, held: usize) -> NodeError {
+        NodeError::new(
+            ErrorCode::TooManyPeers,
+            format!(
+                "this node is at --max-peers ({held} of {} connections in use); remove a peer \
+                 (DELETE /peers/{{id}}) or restart the node with a higher --max-peers",
+                self.inner.config.max_peers
+            ),
+        )
+    }
+
+    /// Admits a peer that dialled us and passed the token check, before it is registered (a
+    /// refused connection leaves no peer entry behind). `agent_name` is from its card.
+    pub fn admit_inbound(&self, agent_name: Option<&str>) -> NodeResult<InboundAdmission> {
+        let mut peers = self.lock_peers();
+        let held = peers.held();
+        if held < self.inner.config.max_peers {
+            peers.reserved += 1;
+            return Ok(InboundAdmission::New(PeerSlot {
+                node: Some(self.clone()),
+            }));
+        }
+        if let Some(p) = agent_name.and_then(|n| peers.connected_inbound(n)) {
+            return Ok(InboundAdmission::Replaces(p.record.id.clone()));
+        }
+        Err(self.peer_cap_error(held))
+    }
+
+    /// Admits a connection this node dialled, once the peer accepted it. A peer that is
+    /// still marked connected is being replaced and keeps its place.
+    pub fn admit_dialled(&self, peer_id: &str) -> NodeResult<PeerSlot> {
+        let mut peers = self.lock_peers();
+        if peers.peers.get(peer_id).is_some_and(|p| p.connected) {
+            return Ok(PeerSlot { node: None });
+        }
+        let held = peers.held();
+        if held >= self.inner.config.max_peers {
+            return Err(self.peer_cap_error(held));
+        }
+        peers.reserved += 1;
+        Ok(PeerSlot {
+            node: Some(self.clone()),
+        })
+    }
+
+    /// Whether a new connection (to `peer_id`, if known) would find a place now. The
+    /// dialler checks before each attempt, so a full node does not dial only to hang up
+    /// after the handshake; the listener checks to decide whether to read the peer's card
+    /// before sending its own.
+    pub fn peer_has_room(&self, peer_id: Option<&str>) -> NodeResult<()> {
+        let peers = self.lock_peers();
+        let held = peers.held();
+        if held < self.inner.config.max_peers
+            || peer_id
+                .and_then(|id| peers.peers.get(id))
+                .is_some_and(|p| p.connected)
+        {
+            return Ok(());
+        }
+        Err(self.peer_cap_error(held))
+    }
+
     /// Whether a peer currently has a live connection.
     pub fn peer_is_connected(&self, peer_id: &str) -> bool {
         self.lock_peers()

@@ -130,6 +130,9 @@ pub struct PeerTable {
     pub peers: BTreeMap<String, Peer>,
     /// Last number used for a `peer_NNN` id.
     pub counter: u64,
+    /// Connections admitted under `--max-peers` that are not attached yet: counted with the
+    /// connected peers so two connections admitted at once cannot both take the last place.
+    pub reserved: usize,
 }
 
 impl PeerTable {
@@ -161,6 +164,27 @@ impl PeerTable {
             .filter(|p| p.connected)
             .map(|p| p.record.id.clone())
             .collect()
+    }
+
+    /// How many peers have a live connection.
+    pub fn connected_count(&self) -> usize {
+        self.peers.values().filter(|p| p.connected).count()
+    }
+
+    /// Places taken under `--max-peers`: live connections plus admitted, unattached ones.
+    pub fn held(&self) -> usize {
+        self.connected_count() + self.reserved
+    }
+
+    /// The connected peer that dialled us under this agent name, if any: the entry a new
+    /// connection with that name replaces when the node is at `--max-peers`.
+    pub fn connected_inbound(&self, agent_name: &str) -> Option<&Peer> {
+        self.peers.values().find(|p| {
+            p.connected
+                && !p.record.dialed
+                && !p.record.removed
+                && p.record.agent_name.as_deref() == Some(agent_name)
+        })
     }
 
     /// Entries that are not removed.

@@ -123,6 +123,13 @@ pub fn invalid_token() -> Value {
     json!({"type": "error", "code": "invalid_token"})
 }
 
+/// The error frame a host sends before closing a connection it cannot take because it
+/// already holds `--max-peers` peers (the protocol's `error` frame with a code of our own; the
+/// close that follows has code 1013, "try again later").
+pub fn too_many_peers() -> Value {
+    json!({"type": "error", "code": "too_many_peers"})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,10 @@
 //! backoff, also after a restart), and the session loop both share: card exchange, offline
 //! queue flush, frame reading, writing, and keep-alive pings.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -13,22 +15,48 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_util::sync::CancellationToken;
 
 use super::frame;
 use super::link::{Link, token_matches};
-use crate::node::Node;
 use crate::node::peers::Outbound;
+use crate::node::{InboundAdmission, Node, PeerSlot};
 
 /// Interval between keep-alive pings (the reference's 20 s).
 const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// A connection silent for this long (no frame, no pong to our pings) is considered dead;
 /// checked at each ping, so a dead peer is dropped 45–65 s after its last sign of life.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
-/// Time allowed for the TCP connect plus WebSocket handshake.
+/// Time a dial allows for the TCP connect plus WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an accepted connection may take to send its first frame (its card).
+/// How long a dialled peer may take to send its first frame (its card or a refusal).
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Everything an accepted connection does before it is a peer — WebSocket upgrade, token
+/// check, first frame — must fit in this one deadline (it used to be 10 s for the upgrade
+/// plus 10 s for the first frame). A real peer needs a few round trips; the deadline bounds
+/// how long a silent stranger keeps a handshake place when nobody else wants it (when
+/// somebody does, [`MAX_PENDING_HANDSHAKES`] evicts it sooner).
+const ACCEPT_DEADLINE: Duration = Duration::from_secs(10);
+/// Most accepted connections that may be in their pre-authentication phase at once. Each
+/// holds a socket, a task and a small buffer, so this bounds what strangers can make the
+/// node hold before they prove they have the token. When every place is taken the node
+/// accepts nothing more (new connections wait in the kernel's listen backlog) until a place
+/// frees or the oldest pending handshake of the source (IPv4 host or IPv6 /64) holding the
+/// most places is [`EVICTABLE_AFTER`] old; that one is then closed to make room. So a
+/// burst of real peers only slows down, and silent strangers are displaced one by one: a
+/// good peer waits about one [`EVICTABLE_AFTER`] period per 64 strangers queued ahead of it
+/// in the backlog, and a source's handshakes are closed only while it holds more places than
+/// any other (a flood mostly displaces itself).
+const MAX_PENDING_HANDSHAKES: usize = 64;
+/// Age from which a pending handshake may be evicted to make room for a new connection. A
+/// real peer completes its handshake in a few round trips; evicting only older handshakes
+/// keeps a burst of real peers (all young) from evicting each other.
+const EVICTABLE_AFTER: Duration = Duration::from_secs(2);
+/// Shortest interval between two log lines about the same kind of refusal; the refusals in
+/// between are counted and the count is reported in the next line.
+const LOG_EVERY: Duration = Duration::from_secs(5);
 /// Longest wait between redials.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Inbound frames between durability barriers, bounding the unflushed backlog per connection.
@@ -72,13 +100,29 @@ pub async fn bind(node: &Node, port: u16) -> std::io::Result<TcpListener> {
 /// Accepts peers until shutdown.
 pub async fn serve(node: Node, listener: TcpListener) {
     let shutdown = node.shutdown_token();
+    let gate = Arc::new(Gate::default());
     loop {
+        // A place first, then the connection: a full gate leaves new connections in the
+        // listen backlog instead of taking them in.
+        let freed = gate.freed.notified();
+        if let Some(wait) = gate.make_room(Instant::now()) {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = freed => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            continue;
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
+                    let ticket = gate.enter(addr.ip(), Instant::now());
                     let node2 = node.clone();
-                    node.background().spawn(async move { accept_one(node2, stream, addr).await });
+                    let gate2 = gate.clone();
+                    node.background().spawn(async move {
+                        accept_one(node2, gate2, ticket, stream, addr).await
+                    });
                 }
                 Err(e) => {
                     tracing::warn!("peer accept failed: {e}");
@@ -89,9 +133,242 @@ pub async fn serve(node: Node, listener: TcpListener) {
     }
 }
 
+/// Counts one kind of event and lets a log line about it through at most once per
+/// [`LOG_EVERY`], so a flood of refusals cannot flood the log.
+#[derive(Default)]
+struct LogLimit {
+    /// When the last line was let through, and the events counted since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl LogLimit {
+    /// Counts one event. Returns how many events the line written now should report (this
+    /// one and those suppressed since the last line), or none if a line was written lately.
+    fn hit(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.1 += 1;
+        let now = Instant::now();
+        if state
+            .0
+            .is_some_and(|last| now.duration_since(last) < LOG_EVERY)
+        {
+            return None;
+        }
+        state.0 = Some(now);
+        Some(std::mem::take(&mut state.1))
+    }
+}
+
+/// One pending handshake: where it comes from, since when, and how to end it early.
+struct Pending {
+    source: IpAddr,
+    since: Instant,
+    evict: CancellationToken,
+}
+
+/// The accept loop's bounds on strangers: the places for pending handshakes
+/// ([`MAX_PENDING_HANDSHAKES`]) and the rate limits of the refusal log lines.
+#[derive(Default)]
+struct Gate {
+    /// Pending handshakes by arrival number (the first entry is the oldest), and the last
+    /// arrival number given out.
+    pending: Mutex<(BTreeMap<u64, Pending>, u64)>,
+    /// Signalled when a place frees (the accept loop may be waiting for one).
+    freed: tokio::sync::Notify,
+    evicted: LogLimit,
+    paused: LogLimit,
+    bad_token: LogLimit,
+    over_cap: LogLimit,
+}
+
+/// A pending handshake's place; dropping it frees the place.
+struct Ticket {
+    gate: Arc<Gate>,
+    id: u64,
+    evict: CancellationToken,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut pending = self.gate.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.0.remove(&self.id).is_some() {
+            self.gate.freed.notify_one();
+        }
+    }
+}
+
+/// The unit handshake places are shared by: an IPv4 address, or the /64 an IPv6 address is
+/// in (one host typically holds a whole /64).
+fn source_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut seg = v6.segments();
+            seg[4..].fill(0);
+            IpAddr::V6(seg.into())
+        }
+        v4 => v4,
+    }
+}
+
+impl Gate {
+    /// Makes sure a place is free for the next connection. None if one is (after evicting,
+    /// if needed, the oldest pending handshake of the source holding the most places, when
+    /// it is old enough); else how long to wait at most before trying again (a freed place
+    /// is signalled on [`Gate::freed`] sooner).
+    fn make_room(&self, now: Instant) -> Option<Duration> {
+        let (victim, wait) = {
+            let mut guard = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let pending = &mut guard.0;
+            if pending.len() < MAX_PENDING_HANDSHAKES {
+                return None;
+            }
+            // Places per source, and each source's oldest entry (iteration is oldest first).
+            let mut sources: BTreeMap<IpAddr, (usize, u64, Instant)> = BTreeMap::new();
+            for (id, p) in pending.iter() {
+                sources.entry(p.source).or_insert((0, *id, p.since)).0 += 1;
+            }
+            // The busiest source; among equally busy ones, the one with the oldest entry.
+            let (oldest_id, since) = sources
+                .values()
+                .max_by(|a, b| a.0.cmp(&b.0).then(b.2.cmp(&a.2)).then(b.1.cmp(&a.1)))
+                .map(|&(_, id, since)| (id, since))?;
+            let age = now.saturating_duration_since(since);
+            if age < EVICTABLE_AFTER {
+                (None, Some(EVICTABLE_AFTER - age))
+            } else {
+                let p = pending.remove(&oldest_id);
+                if let Some(p) = &p {
+                    p.evict.cancel();
+                }
+                (p.map(|p| p.source), None)
+            }
+        };
+        match victim {
+            Some(source) => {
+                if let Some(n) = self.evicted.hit() {
+                    tracing::warn!(
+                        evicted = n,
+                        from = %source,
+                        "peer port: all {MAX_PENDING_HANDSHAKES} handshake places taken; closed \
+                         the oldest pending handshake of the busiest source ({n} such evictions \
+                         since the previous report; reported at most every {} s)",
+                        LOG_EVERY.as_secs()
+                    );
+                }
+            }
+            None => {
+                if let Some(n) = self.paused.hit() {
+                    tracing::info!(
+                        paused = n,
+                        "peer port: all {MAX_PENDING_HANDSHAKES} handshake places taken by recent \
+                         handshakes; new connections wait ({n} such pauses since the previous \
+                         report; reported at most every {} s)",
+                        LOG_EVERY.as_secs()
+                    );
+                }
+            }
+        }
+        wait
+    }
+
+    /// Takes a place for a new connection from `ip` (after [`Gate::make_room`]).
+    fn enter(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Ticket {
+        let evict = CancellationToken::new();
+        let mut guard = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let (pending, last) = &mut *guard;
+        *last += 1;
+        let entry = Pending {
+            source: source_of(ip),
+            since: now,
+            evict: evict.clone(),
+        };
+        pending.insert(*last, entry);
+        Ticket {
+            gate: self.clone(),
+            id: *last,
+            evict,
+        }
+    }
+}
+
+/// A connection that passed the token check and was admitted under `--max-peers`.
+struct Admitted {
+    ws: WebSocketStream<TcpStream>,
+    /// Its first frame (normally its card).
+    first: String,
+    card: Option<serde_json::Value>,
+    name: Option<String>,
+    admission: InboundAdmission,
+}
+
+async fn accept_one(
+    node: Node,
+    gate: Arc<Gate>,
+    ticket: Ticket,
+    stream: TcpStream,
+    addr: SocketAddr,
+) {
+    let shutdown = node.shutdown_token();
+    let evict = ticket.evict.clone();
+    let admitted = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        _ = evict.cancelled() => {
+            tracing::debug!(%addr, "pending peer handshake evicted");
+            return;
+        }
+        r = tokio::time::timeout(ACCEPT_DEADLINE, pre_auth(&node, &gate, stream, addr)) => match r {
+            Ok(Some(a)) => a,
+            Ok(None) => return,
+            Err(_) => {
+                tracing::debug!(%addr, "peer handshake not done within the deadline");
+                return;
+            }
+        },
+    };
+    // Authenticated and admitted: no longer a stranger, so it frees its handshake place.
+    drop(ticket);
+    let Admitted {
+        ws,
+        first,
+        card,
+        name,
+        admission,
+    } = admitted;
+    let (peer_id, slot, pending_first) = match admission {
+        InboundAdmission::New(slot) => {
+            let id = node.register_inbound(name.as_deref(), card.clone());
+            let pending = if card.is_some() { None } else { Some(first) };
+            (id, Some(slot), pending)
+        }
+        // The card is recorded like any card frame once the session runs.
+        InboundAdmission::Replaces(id) => {
+            tracing::info!(peer = %id, %addr, "peer reconnected at --max-peers; its new connection replaces the old one");
+            (id, None, Some(first))
+        }
+    };
+    tracing::info!(peer = %peer_id, %addr, name = name.as_deref().unwrap_or("?"), "peer connected (inbound)");
+    run_session(
+        node,
+        peer_id,
+        ws,
+        Some(addr.to_string()),
+        pending_first,
+        slot,
+    )
+    .await;
+}
+
+/// The pre-authentication phase of an accepted connection: the WebSocket upgrade, the
+/// token check, the card exchange and the `--max-peers` admission. Returns none when the
+/// connection was refused or failed (and has been dealt with).
 // The handshake callback's error type is tungstenite's HTTP response; its size is not ours.
 #[allow(clippy::result_large_err)]
-async fn accept_one(node: Node, stream: TcpStream, addr: SocketAddr) {
+async fn pre_auth(
+    node: &Node,
+    gate: &Gate,
+    stream: TcpStream,
+    addr: SocketAddr,
+) -> Option<Admitted> {
     let _ = stream.set_nodelay(true);
     let mut path = String::new();
     let callback = |req: &Request, resp: Response| {
@@ -99,46 +376,40 @@ async fn accept_one(node: Node, stream: TcpStream, addr: SocketAddr) {
         Ok(resp)
     };
     let handshake =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(&node)));
-    let mut ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(node)));
+    let mut ws = match handshake.await {
+        Ok(ws) => ws,
+        Err(e) => {
             tracing::debug!(%addr, "peer handshake failed: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%addr, "peer handshake timed out");
-            return;
+            return None;
         }
     };
     if !token_matches(&path, node.token()) {
-        tracing::warn!(%addr, "peer refused: invalid token");
-        let _ = ws
-            .send(Message::text(frame::invalid_token().to_string()))
-            .await;
-        let _ = ws
-            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
-                code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
-                reason: "invalid_token".into(),
-            }))
-            .await;
-        return;
+        if let Some(n) = gate.bad_token.hit() {
+            tracing::warn!(%addr, refused = n, "peer refused: invalid token ({n} such refusals since the previous report; reported at most every {} s)", LOG_EVERY.as_secs());
+        }
+        refuse(
+            &mut ws,
+            frame::invalid_token(),
+            CloseCode::Normal,
+            "invalid_token",
+        )
+        .await;
+        return None;
     }
-    if ws
-        .send(Message::text(frame::agent_card(&node.card()).to_string()))
-        .await
-        .is_err()
-    {
-        return;
+    // Normally the card goes first (some clients wait for it). At the cap, the peer's card
+    // is read first: whether it gets in depends on its name (a peer replacing its own old
+    // connection does), and a refused peer then gets the refusal as its first frame, which
+    // our dialler (and the reference's) treat as a failed connect and back off.
+    let full = node.peer_has_room(None).is_err();
+    if !full && !send_card(node, &mut ws).await {
+        return None;
     }
     // The reference sends its card first thing; wait for it so the peer can be recognised
     // (and its offline queue re-attached) by agent name.
-    let first = match tokio::time::timeout(FIRST_FRAME_TIMEOUT, next_text(&mut ws)).await {
-        Ok(Some(text)) => text,
-        _ => {
-            tracing::debug!(%addr, "peer sent nothing after the handshake");
-            return;
-        }
+    let Some(first) = next_text(&mut ws).await else {
+        tracing::debug!(%addr, "peer sent nothing after the handshake");
+        return None;
     };
     let card = match frame::parse(&first, node.config().max_msg_size) {
         Ok(frame::Inbound::AgentCard(card)) => Some(card),
@@ -149,10 +420,61 @@ async fn accept_one(node: Node, stream: TcpStream, addr: SocketAddr) {
         .and_then(|c| c.get("name"))
         .and_then(|n| n.as_str())
         .map(str::to_owned);
-    let peer_id = node.register_inbound(name.as_deref(), card.clone());
-    tracing::info!(peer = %peer_id, %addr, name = name.as_deref().unwrap_or("?"), "peer connected (inbound)");
-    let pending_first = if card.is_some() { None } else { Some(first) };
-    run_session(node, peer_id, ws, Some(addr.to_string()), pending_first).await;
+    let admission = match node.admit_inbound(name.as_deref()) {
+        Ok(a) => a,
+        Err(e) => {
+            if let Some(n) = gate.over_cap.hit() {
+                tracing::warn!(%addr, name = name.as_deref().unwrap_or("?"), refused = n,
+                    "peer refused: {} ({n} such refusals since the previous report; reported at most every {} s)", e.message, LOG_EVERY.as_secs());
+            }
+            refuse(
+                &mut ws,
+                frame::too_many_peers(),
+                CloseCode::Again,
+                "too_many_peers: try again later",
+            )
+            .await;
+            return None;
+        }
+    };
+    if full && !send_card(node, &mut ws).await {
+        return None;
+    }
+    Some(Admitted {
+        ws,
+        first,
+        card,
+        name,
+        admission,
+    })
+}
+
+/// Sends our card; false if the connection is gone.
+async fn send_card<S>(node: &Node, ws: &mut WebSocketStream<S>) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ws.send(Message::text(frame::agent_card(&node.card()).to_string()))
+        .await
+        .is_ok()
+}
+
+/// Refuses a connection: the error frame, then a close frame with `code` and `reason`.
+async fn refuse<S>(
+    ws: &mut WebSocketStream<S>,
+    error: serde_json::Value,
+    code: CloseCode,
+    reason: &str,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = ws.send(Message::text(error.to_string())).await;
+    let _ = ws
+        .close(Some(CloseFrame {
+            code,
+            reason: reason.to_owned().into(),
+        }))
+        .await;
 }
 
 async fn next_text<S>(ws: &mut WebSocketStream<S>) -> Option<String>
@@ -191,44 +513,20 @@ async fn dial_loop(node: Node, peer_id: String) {
                 return;
             }
         };
-        let attempt = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            tokio_tungstenite::connect_async_with_config(
-                link.ws_url(),
-                Some(ws_config(&node)),
-                true,
-            ),
-        );
-        let result = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = attempt => r,
-        };
-        match result {
-            Ok(Ok((mut ws, _))) => {
-                // The host answers a wrong token only after the upgrade (an `error` frame),
-                // so the connection counts as up — and the offline queue is handed over —
-                // only once the peer's first frame is not a refusal.
-                match handshake_dialled(&node, &mut ws).await {
-                    Ok(first) => {
-                        tracing::info!(peer = %peer_id, link = %link_text, "peer connected (dialled)");
-                        backoff = Duration::from_millis(250);
-                        let remote = Some(format!("{}:{}", link.host, link.port));
-                        run_session(node.clone(), peer_id.clone(), ws, remote, first).await;
-                    }
-                    Err(why) => {
-                        let n = node.note_dial_failure(&peer_id, &why);
-                        tracing::warn!(peer = %peer_id, attempt = n, link = %link_text, "dial refused: {why}");
-                        let _ = ws.close(None).await;
-                    }
+        match node.peer_has_room(Some(&peer_id)) {
+            Ok(()) => {
+                if dial_once(&node, &peer_id, &link_text, &link).await {
+                    backoff = Duration::from_millis(250);
                 }
             }
-            Ok(Err(e)) => {
-                let n = node.note_dial_failure(&peer_id, &e.to_string());
-                tracing::debug!(peer = %peer_id, attempt = n, "dial failed: {e}");
+            // At --max-peers: try again later (shown in `/peers` as the last error).
+            Err(e) => {
+                let n = node.note_dial_failure(&peer_id, &e.message);
+                tracing::debug!(peer = %peer_id, attempt = n, "not dialling: {}", e.message);
             }
-            Err(_) => {
-                node.note_dial_failure(&peer_id, "connect timed out");
-            }
+        }
+        if shutdown.is_cancelled() {
+            return;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -236,6 +534,67 @@ async fn dial_loop(node: Node, peer_id: String) {
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// One dial attempt, and the session if it connects. True if a session ran (the backoff
+/// starts over).
+async fn dial_once(node: &Node, peer_id: &str, link_text: &str, link: &Link) -> bool {
+    let shutdown = node.shutdown_token();
+    let attempt = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        tokio_tungstenite::connect_async_with_config(link.ws_url(), Some(ws_config(node)), true),
+    );
+    let result = tokio::select! {
+        _ = shutdown.cancelled() => return false,
+        r = attempt => r,
+    };
+    let mut ws = match result {
+        Ok(Ok((ws, _))) => ws,
+        Ok(Err(e)) => {
+            let n = node.note_dial_failure(peer_id, &e.to_string());
+            tracing::debug!(peer = %peer_id, attempt = n, "dial failed: {e}");
+            return false;
+        }
+        Err(_) => {
+            node.note_dial_failure(peer_id, "connect timed out");
+            return false;
+        }
+    };
+    // The host answers a wrong token only after the upgrade (an `error` frame), so the
+    // connection counts as up — and the offline queue is handed over — only once the peer's
+    // first frame is not a refusal.
+    let first = match handshake_dialled(node, &mut ws).await {
+        Ok(first) => first,
+        Err(why) => {
+            let n = node.note_dial_failure(peer_id, &why);
+            tracing::warn!(peer = %peer_id, attempt = n, link = %link_text, "dial refused: {why}");
+            let _ = ws.close(None).await;
+            return false;
+        }
+    };
+    // Checked before dialling too; this is the authoritative check (inbound peers may have
+    // taken the last place meanwhile).
+    let slot = match node.admit_dialled(peer_id) {
+        Ok(slot) => slot,
+        Err(e) => {
+            let n = node.note_dial_failure(peer_id, &e.message);
+            tracing::debug!(peer = %peer_id, attempt = n, "dialled peer not attached: {}", e.message);
+            let _ = ws.close(None).await;
+            return false;
+        }
+    };
+    tracing::info!(peer = %peer_id, link = %link_text, "peer connected (dialled)");
+    let remote = Some(format!("{}:{}", link.host, link.port));
+    run_session(
+        node.clone(),
+        peer_id.to_owned(),
+        ws,
+        remote,
+        first,
+        Some(slot),
+    )
+    .await;
+    true
 }
 
 /// Sends our card on a freshly dialled connection and waits for the peer's first frame.
@@ -256,26 +615,33 @@ where
         .ok_or_else(|| "the peer closed the connection after the handshake".to_owned())?;
     if let Ok(frame::Inbound::Error(map)) = frame::parse(&first, node.config().max_msg_size) {
         let code = map.get("code").and_then(|c| c.as_str()).unwrap_or("error");
-        return Err(format!(
-            "peer error: {code} (is the link current? a restarted reference node has a new token)"
-        ));
+        let hint = match code {
+            "invalid_token" => " (is the link current? a restarted reference node has a new token)",
+            "too_many_peers" => " (the peer is at its --max-peers; retrying with backoff)",
+            _ => "",
+        };
+        return Err(format!("peer error: {code}{hint}"));
     }
     Ok(Some(first))
 }
 
-/// Runs one established connection until it ends, then detaches it from the node.
+/// Runs one established connection until it ends, then detaches it from the node. `slot`
+/// is its `--max-peers` place, given back once the connection is attached.
 async fn run_session<S>(
     node: Node,
     peer_id: String,
     ws: WebSocketStream<S>,
     remote: Option<String>,
     pending_first: Option<String>,
+    slot: Option<PeerSlot>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let capacity = node.config().offline_queue_limit + 1024;
     let (tx, mut rx) = mpsc::channel::<Outbound>(capacity);
     let generation = node.attach_connection(&peer_id, tx, remote);
+    // Attached: the connected flag now holds the place the slot reserved.
+    drop(slot);
     let (mut sink, mut stream) = ws.split();
     let shutdown = node.shutdown_token();
     let mut ping = tokio::time::interval(PING_INTERVAL);
@@ -378,4 +744,88 @@ where
         sink.feed(Message::text(text)).await?;
     }
     sink.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_full_gate_waits_for_young_handshakes_and_evicts_old_ones_of_the_busiest_source() {
+        let gate = Arc::new(Gate::default());
+        let t0 = Instant::now();
+        let good = gate.enter(ip("10.0.0.1"), t0);
+        let flood: Vec<Ticket> = (0..MAX_PENDING_HANDSHAKES - 1)
+            .map(|_| gate.enter(ip("10.0.0.66"), t0))
+            .collect();
+        // Full of young handshakes: wait (a burst of real peers only slows down).
+        let wait = gate.make_room(t0).expect("full");
+        assert!(wait <= EVICTABLE_AFTER && wait > Duration::ZERO);
+        assert!(flood.iter().all(|t| !t.evict.is_cancelled()));
+        // Once old enough, each new connection evicts the flooder's oldest, never the good
+        // peer's handshake, although it is the oldest of all.
+        let later = t0 + EVICTABLE_AFTER;
+        let mut more = Vec::new();
+        for _ in 0..10 {
+            assert_eq!(gate.make_room(later), None);
+            more.push(gate.enter(ip("10.0.0.66"), later));
+        }
+        assert!(!good.evict.is_cancelled());
+        assert!(flood[..10].iter().all(|t| t.evict.is_cancelled()));
+        assert!(flood[10..].iter().all(|t| !t.evict.is_cancelled()));
+        assert!(more.iter().all(|t| !t.evict.is_cancelled()));
+        assert_eq!(gate.pending.lock().unwrap().0.len(), MAX_PENDING_HANDSHAKES);
+        // Dropping tickets (evicted or not) frees places.
+        drop(flood);
+        drop(more);
+        assert_eq!(gate.pending.lock().unwrap().0.len(), 1);
+        assert_eq!(gate.make_room(later), None);
+        drop(good);
+        assert!(gate.pending.lock().unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn equally_busy_sources_lose_their_oldest_first() {
+        let gate = Arc::new(Gate::default());
+        let t0 = Instant::now();
+        let half = MAX_PENDING_HANDSHAKES / 2;
+        let late = t0 + Duration::from_millis(10);
+        let b: Vec<Ticket> = (0..half)
+            .map(|_| gate.enter(ip("10.0.0.2"), late))
+            .collect();
+        let a: Vec<Ticket> = (0..half).map(|_| gate.enter(ip("10.0.0.1"), t0)).collect();
+        assert_eq!(gate.make_room(t0 + EVICTABLE_AFTER * 2), None);
+        assert!(a[0].evict.is_cancelled());
+        assert!(b.iter().all(|t| !t.evict.is_cancelled()));
+    }
+
+    #[test]
+    fn one_ipv6_host_is_one_source() {
+        assert_eq!(
+            source_of(ip("2001:db8:1:2:aaaa::1")),
+            source_of(ip("2001:db8:1:2:bbbb::2"))
+        );
+        assert_ne!(
+            source_of(ip("2001:db8:1:2::1")),
+            source_of(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(source_of(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+    }
+
+    #[test]
+    fn log_limit_reports_the_first_event_then_aggregates() {
+        let limit = LogLimit::default();
+        assert_eq!(limit.hit(), Some(1));
+        for _ in 0..1000 {
+            assert_eq!(limit.hit(), None);
+        }
+        // Pretend the last line is old: the next line carries the suppressed count.
+        limit.state.lock().unwrap().0 = Instant::now().checked_sub(LOG_EVERY);
+        assert_eq!(limit.hit(), Some(1001));
+        assert_eq!(limit.hit(), None);
+    }
 }
