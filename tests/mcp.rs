@@ -114,22 +114,6 @@ fn text_of(r: &CallToolResult) -> String {
         .join("\n")
 }
 
-const TOOLS: [&str; 13] = [
-    "acp_get_link",
-    "acp_connect",
-    "acp_send",
-    "acp_receive",
-    "acp_peers",
-    "acp_status",
-    "acp_task_create",
-    "acp_task_update",
-    "acp_task_cancel",
-    "acp_task_get",
-    "acp_task_list",
-    "acp_card_get",
-    "acp_card_update",
-];
-
 #[tokio::test]
 async fn tools_are_listed_with_schemas_and_annotations() {
     let lab = Lab::new();
@@ -148,7 +132,7 @@ async fn tools_are_listed_with_schemas_and_annotations() {
     let tools = client.list_all_tools().await.unwrap();
     let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     names.sort_unstable();
-    let mut want = TOOLS.to_vec();
+    let mut want = common::MCP_TOOLS.to_vec();
     want.sort_unstable();
     assert_eq!(names, want);
     for t in &tools {

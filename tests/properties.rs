@@ -439,25 +439,8 @@ fn prop_http_path_ids() {
     });
 }
 
-/// Every tool; the ones without arguments get the object too (extra arguments must not
-/// break them either).
-const TOOLS: [&str; 13] = [
-    "acp_get_link",
-    "acp_connect",
-    "acp_send",
-    "acp_receive",
-    "acp_peers",
-    "acp_status",
-    "acp_task_create",
-    "acp_task_update",
-    "acp_task_cancel",
-    "acp_task_get",
-    "acp_task_list",
-    "acp_card_get",
-    "acp_card_update",
-];
-
-/// Arbitrary argument objects to every tool over Streamable HTTP: each call ends in a result
+/// Arbitrary argument objects to every tool over Streamable HTTP (the ones without arguments
+/// get them too: extra arguments must not break them either): each call ends in a result
 /// (a tool error included) or a JSON-RPC error, never a transport failure, and the session
 /// keeps working. `wait_seconds` is capped so no call waits.
 #[test]
@@ -478,7 +461,7 @@ fn prop_mcp_tool_arguments() {
             args.insert("wait_seconds".into(), json!(0));
         }
         s.rt.block_on(async {
-            for tool in TOOLS {
+            for tool in common::MCP_TOOLS {
                 let call = CallToolRequestParams::new(tool).with_arguments(args.clone());
                 match client.peer().call_tool(call).await {
                     Ok(_) | Err(ServiceError::McpError(_)) => {}
@@ -491,6 +474,6 @@ fn prop_mcp_tool_arguments() {
     let tools =
         s.rt.block_on(client.peer().list_all_tools())
             .expect("the session still works");
-    assert_eq!(tools.len(), TOOLS.len());
+    assert_eq!(tools.len(), common::MCP_TOOLS.len());
     s.rt.block_on(client.cancel()).expect("MCP session closes");
 }

@@ -279,3 +279,21 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Every MCP tool the node serves (the names are the contract; `tests/mcp.rs` checks the
+/// list is complete).
+pub const MCP_TOOLS: [&str; 13] = [
+    "acp_get_link",
+    "acp_connect",
+    "acp_send",
+    "acp_receive",
+    "acp_peers",
+    "acp_status",
+    "acp_task_create",
+    "acp_task_update",
+    "acp_task_cancel",
+    "acp_task_get",
+    "acp_task_list",
+    "acp_card_get",
+    "acp_card_update",
+];
