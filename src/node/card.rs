@@ -164,6 +164,7 @@ impl Card {
                 "availability_schedule": false,
                 "trust_jwks": false,
                 "durable_store": true,
+                "delivery_ack": true,
             },
             "identity": null,
             "trust": {

@@ -2,6 +2,7 @@
 //! before the answer, hand-off to the live connection or the offline queue, synchronous
 //! replies, and the hooks the wire layer calls when a peer connects or drops.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use super::message::SendRequest;
 use super::peers::Outbound;
 use super::store::{MessageRow, QueuedRow, WriteOp};
 use super::task::{Task, TaskState};
+use super::unconfirmed::MAX_UNCONFIRMED;
 use super::{Node, ensure_running};
 
 /// Where an accepted message went.
@@ -157,6 +159,20 @@ impl Node {
                 }
                 Target::Away(peer.record.id.clone())
             }
+        })
+        .and_then(|t| {
+            if peer.confirms_delivery() && peer.unconfirmed.len() >= MAX_UNCONFIRMED {
+                return Err(NodeError::new(
+                    ErrorCode::QueueFull,
+                    format!(
+                        "peer '{}' has not confirmed {} messages yet; wait for it to catch up",
+                        peer.record.id,
+                        peer.unconfirmed.len()
+                    ),
+                )
+                .with_message_id(message_id));
+            }
+            Ok(t)
         })
     }
 
@@ -306,6 +322,7 @@ impl Node {
         self.inner
             .store
             .write(WriteOp::InsertMessage(Box::new(row), Some(json.clone())));
+        self.await_confirmation(&peer_id, server_seq, &message_id);
         let waiter = req.sync.then(|| self.await_reply_to(&message_id));
 
         // Handed to the live connection, or (peer away, or its outbox closed or full for
@@ -394,6 +411,138 @@ impl Node {
             reply,
             queue_depth,
         })
+    }
+
+    /// Notes a stored message to a peer that confirms delivery: it is re-sent after a
+    /// reconnect or restart until the peer says it has committed it.
+    fn await_confirmation(&self, peer_id: &str, server_seq: i64, message_id: &str) {
+        let first = {
+            let mut peers = self.lock_peers();
+            let Some(p) = peers.peers.get_mut(peer_id) else {
+                return;
+            };
+            if !p.confirms_delivery() {
+                return;
+            }
+            p.unconfirmed.add(server_seq, message_id);
+            let first = p.record.ack_since == 0;
+            if first {
+                p.record.ack_since = server_seq;
+                p.record.acked_seq = p.record.acked_seq.max(server_seq - 1);
+            }
+            first
+        };
+        if first {
+            self.persist_peer(peer_id);
+        }
+    }
+
+    /// An `acp.ack` from a peer: these messages are in its store. Moves the peer's watermark
+    /// (persisted) and tells SSE/MCP clients with a `delivered` event.
+    pub(crate) fn on_ack(&self, peer_id: &str, ids: &[String]) {
+        let (confirmed, acked_seq, moved) = {
+            let mut peers = self.lock_peers();
+            let Some(p) = peers.peers.get_mut(peer_id) else {
+                return;
+            };
+            let confirmed = p.unconfirmed.confirm(ids.iter().map(String::as_str));
+            if confirmed.is_empty() {
+                return;
+            }
+            let watermark = p.unconfirmed.watermark(p.record.acked_seq);
+            let moved = watermark > p.record.acked_seq;
+            p.record.acked_seq = watermark;
+            (confirmed, watermark, moved)
+        };
+        if moved {
+            self.persist_peer(peer_id);
+        }
+        let mut ev = Map::new();
+        ev.insert("peer_id".into(), json!(peer_id));
+        ev.insert("message_ids".into(), json!(confirmed));
+        ev.insert("acked_seq".into(), json!(acked_seq));
+        self.inner.events.emit("delivered", ev);
+    }
+
+    /// The frames a peer that confirms delivery has not confirmed, oldest first, to be
+    /// written before anything else when it connects again. Frames that wait in its offline
+    /// queue are left out (the queue sends them); signed frames get a fresh signature.
+    pub async fn unconfirmed_frames(&self, peer_id: &str) -> NodeResult<Vec<Outbound>> {
+        let wanted: Vec<(i64, String)> = {
+            let peers = self.lock_peers();
+            let Some(p) = peers.peers.get(peer_id) else {
+                return Ok(Vec::new());
+            };
+            if !p.confirms_delivery() {
+                return Ok(Vec::new());
+            }
+            p.unconfirmed
+                .ids()
+                .filter(|(_, id)| !p.queue.contains(id))
+                .map(|(seq, id)| (*seq, id.clone()))
+                .collect()
+        };
+        let (Some(first), Some(last)) = (wanted.first(), wanted.last()) else {
+            return Ok(Vec::new());
+        };
+        let (lo, hi, peer) = (first.0, last.0, peer_id.to_owned());
+        let mut frames: HashMap<String, String> = self
+            .inner
+            .store
+            .read(move |conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT message_id, frame FROM messages INDEXED BY messages_outbound_seq
+                     WHERE direction = 'outbound' AND server_seq BETWEEN ?1 AND ?2 AND peer_id = ?3",
+                )?;
+                stmt.query_map(rusqlite::params![lo, hi, peer], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect()
+            })
+            .await?;
+        let mut out = Vec::with_capacity(wanted.len());
+        for (_, id) in wanted {
+            let Some(text) = frames.remove(&id) else {
+                continue;
+            };
+            let json: Arc<str> = match self.signer() {
+                None => text.into(),
+                Some(_) => match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Object(mut frame)) => {
+                        frame.insert("ts".into(), json!(now_iso()));
+                        self.sign_frame(&mut frame);
+                        Value::Object(frame).to_string().into()
+                    }
+                    _ => text.into(),
+                },
+            };
+            out.push(Outbound::Frame {
+                message_id: id,
+                json,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Adds `delivery` to outbound `/messages` entries: `delivered` once the peer confirmed
+    /// the message, `sent` before (and for peers that do not confirm).
+    pub(crate) fn mark_delivery(&self, rows: &[MessageRow], entries: &mut [Value]) {
+        let peers = self.lock_peers();
+        for (row, entry) in rows.iter().zip(entries.iter_mut()) {
+            if row.direction != "outbound" {
+                continue;
+            }
+            let confirmed = match (&row.peer_id, row.server_seq) {
+                (Some(p), Some(seq)) => peers.peers.get(p).is_some_and(|p| p.confirmed(seq)),
+                _ => false,
+            };
+            if let Some(obj) = entry.as_object_mut() {
+                obj.insert(
+                    "delivery".into(),
+                    json!(if confirmed { "delivered" } else { "sent" }),
+                );
+            }
+        }
     }
 
     fn count_sent(&self, peer_id: &str) {
@@ -805,6 +954,8 @@ impl Node {
                         agent_card: card,
                         remote_address: None,
                         removed: false,
+                        acked_seq: 0,
+                        ack_since: 0,
                     };
                     peers
                         .peers

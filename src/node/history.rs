@@ -172,7 +172,8 @@ impl Node {
         } else {
             offset + rows.len()
         };
-        let messages: Vec<Value> = rows.iter().map(MessageRow::history_entry).collect();
+        let mut messages: Vec<Value> = rows.iter().map(MessageRow::history_entry).collect();
+        self.mark_delivery(&rows, &mut messages);
         Ok(json!({
             "messages": messages,
             "total": total.value,

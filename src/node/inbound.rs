@@ -19,6 +19,9 @@ use crate::wire::sign::Verdict;
 pub enum FrameOutcome {
     /// Carry on.
     Continue,
+    /// A message frame, stored now or before (a repeat): once the store has committed it,
+    /// the peer may be told so (`acp.ack`).
+    Message(String),
     /// The frame was refused (counted); carry on.
     Rejected,
 }
@@ -48,6 +51,10 @@ impl Node {
                 self.reject(peer_id, "acp.agent_card whose card is not an object")
             }
             Inbound::Message(map) => self.on_message(peer_id, map, Some(text)),
+            Inbound::Ack(ids) => {
+                self.on_ack(peer_id, &ids);
+                FrameOutcome::Continue
+            }
             Inbound::Reply(mut map) => {
                 if let Some(why) = self.check_signature(&mut map) {
                     return self.reject(peer_id, &why);
@@ -276,7 +283,7 @@ impl Node {
                 .messages_deduped
                 .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(peer = peer_id, message_id, "duplicate message dropped");
-            return FrameOutcome::Continue;
+            return FrameOutcome::Message(message_id);
         }
         let role = match map.get("role").and_then(Value::as_str) {
             Some(r @ ("user" | "agent")) => r.to_owned(),
@@ -347,6 +354,6 @@ impl Node {
         ev.insert("from".into(), json!(sender));
         self.inner.events.emit("message", ev);
         self.inner.inbox_notify.notify_waiters();
-        FrameOutcome::Continue
+        FrameOutcome::Message(message_id)
     }
 }

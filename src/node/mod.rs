@@ -19,6 +19,7 @@ pub mod queue;
 pub mod store;
 pub mod task;
 mod tasks;
+pub mod unconfirmed;
 mod wal_vfs;
 
 use std::collections::{HashMap, VecDeque};
@@ -32,6 +33,7 @@ use tokio_util::task::TaskTracker;
 
 pub use deliver::{Delivery, SendOutcome};
 pub use history::{MessageQuery, ReceiveFilter};
+pub use inbound::FrameOutcome;
 pub use tasks::TaskQuery;
 
 use crate::config::Config;
@@ -162,6 +164,11 @@ impl Node {
         for row in restored.queued {
             if let Some(p) = table.peers.get_mut(&row.peer_id) {
                 p.queue.push(row);
+            }
+        }
+        for (peer_id, seq, message_id) in restored.unconfirmed {
+            if let Some(p) = table.peers.get_mut(&peer_id) {
+                p.unconfirmed.add(seq, &message_id);
             }
         }
         let mut seen = RecentIds::default();
@@ -506,6 +513,8 @@ impl Node {
                     agent_card: None,
                     remote_address: None,
                     removed: false,
+                    acked_seq: 0,
+                    ack_since: 0,
                 };
                 let display = record.name.clone();
                 peers.peers.insert(id.clone(), Peer::new(record));
@@ -719,6 +728,8 @@ struct Restored {
     tasks: Vec<Task>,
     unread: i64,
     queued: Vec<QueuedRow>,
+    /// (peer, server_seq, message_id) of messages above each peer's confirmed watermark.
+    unconfirmed: Vec<(String, i64, String)>,
     recent_inbound: Vec<String>,
     recent_outbound: Vec<(String, i64)>,
     server_seq: u64,
@@ -770,6 +781,26 @@ fn restore(conn: &rusqlite::Connection) -> rusqlite::Result<Restored> {
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    // Messages to peers that confirm delivery, above what they confirmed: they are re-sent.
+    let mut unconfirmed = Vec::new();
+    for p in peers.iter().filter(|p| p.ack_since > 0 && !p.removed) {
+        let mut stmt = conn.prepare_cached(
+            "SELECT server_seq, message_id FROM messages INDEXED BY messages_outbound_seq
+             WHERE direction = 'outbound' AND server_seq > ?1 AND peer_id = ?2
+             ORDER BY server_seq LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            rusqlite::params![
+                p.acked_seq.max(p.ack_since - 1),
+                p.id,
+                unconfirmed::MAX_UNCONFIRMED as i64
+            ],
+            |r| Ok((p.id.clone(), r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+        )?;
+        for row in rows {
+            unconfirmed.push(row?);
+        }
+    }
     // `+direction`: walk the rowid backwards from the newest row (about 2 × RECENT_IDS rows)
     // instead of half the table through `messages_by_id (direction)` and a sort.
     let recent = |direction: &str| -> rusqlite::Result<Vec<(String, i64)>> {
@@ -809,6 +840,7 @@ fn restore(conn: &rusqlite::Connection) -> rusqlite::Result<Restored> {
         tasks,
         unread,
         queued,
+        unconfirmed,
         recent_inbound,
         recent_outbound,
         server_seq: server_seq.max(0) as u64,
@@ -928,6 +960,15 @@ impl Node {
             .peers
             .get(peer_id)
             .is_some_and(|p| p.connected)
+    }
+
+    /// Whether a peer confirms what it stores (`delivery_ack` in its card), so it is owed an
+    /// `acp.ack` for the message frames it sends.
+    pub fn peer_confirms_delivery(&self, peer_id: &str) -> bool {
+        self.lock_peers()
+            .peers
+            .get(peer_id)
+            .is_some_and(|p| p.confirms_delivery())
     }
 
     /// Counts a binary frame from a peer (the protocol is text-only) and carries on.

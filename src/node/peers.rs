@@ -57,6 +57,14 @@ pub struct PeerRecord {
     /// Set when the user removed the peer: it is no longer dialled.
     #[serde(default)]
     pub removed: bool,
+    /// Every message to this peer numbered at or below this `server_seq` was confirmed by it
+    /// (`acp.ack`); see [`super::unconfirmed`].
+    #[serde(default)]
+    pub acked_seq: i64,
+    /// `server_seq` of the first message sent to this peer under delivery acknowledgement:
+    /// older messages were never confirmable, so they are not shown as delivered.
+    #[serde(default)]
+    pub ack_since: i64,
 }
 
 /// A peer entry: the record plus live state.
@@ -76,6 +84,8 @@ pub struct Peer {
     pub attempts: u32,
     /// Last dial error, shown in `/peers`.
     pub last_error: Option<String>,
+    /// Messages handed (or queued) to the peer that it has not confirmed yet.
+    pub unconfirmed: super::unconfirmed::Unconfirmed,
 }
 
 impl Peer {
@@ -89,7 +99,27 @@ impl Peer {
             queue: OfflineQueue::default(),
             attempts: 0,
             last_error: None,
+            unconfirmed: Default::default(),
         }
+    }
+
+    /// Whether the peer confirms what it stored (`capabilities.delivery_ack` in its card):
+    /// acp-relay nodes do, the Python reference does not.
+    pub fn confirms_delivery(&self) -> bool {
+        self.record
+            .agent_card
+            .as_ref()
+            .and_then(|c| c.get("capabilities"))
+            .and_then(|c| c.get("delivery_ack"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// Whether the message numbered `server_seq` to this peer is known to be in its store.
+    pub fn confirmed(&self, server_seq: i64) -> bool {
+        self.record.ack_since > 0
+            && server_seq >= self.record.ack_since
+            && server_seq <= self.record.acked_seq
     }
 
     /// Whether `key` names this peer (id, display name or agent name).
@@ -117,6 +147,8 @@ impl Peer {
             "remote_address": r.remote_address,
             "dialed": r.dialed,
             "offline_queue_depth": self.queue.len(),
+            "delivery_ack": self.confirms_delivery(),
+            "unconfirmed": self.unconfirmed.len(),
             "reconnect_attempts": self.attempts,
             "last_error": self.last_error,
         })

@@ -26,6 +26,11 @@ impl OfflineQueue {
         self.items.is_empty()
     }
 
+    /// Whether the frame of `message_id` waits here.
+    pub fn contains(&self, message_id: &str) -> bool {
+        self.items.iter().any(|r| r.message_id == message_id)
+    }
+
     /// Adds a frame at the back.
     pub fn push(&mut self, row: QueuedRow) {
         self.items.push_back(row);

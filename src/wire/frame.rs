@@ -21,6 +21,9 @@ pub enum Inbound {
     TaskDelegate(Map<String, Value>),
     /// `error`: the peer refused something (e.g. `invalid_token`).
     Error(Map<String, Value>),
+    /// `acp.ack`: the peer has committed these messages to its store (acp-relay peers only,
+    /// negotiated by `capabilities.delivery_ack` in the card).
+    Ack(Vec<String>),
     /// Any other object (a "legacy" frame of the reference).
     Other(Map<String, Value>),
 }
@@ -64,6 +67,17 @@ pub fn parse(text: &str, max_size: usize) -> Result<Inbound, FrameError> {
         "task.updated" => Inbound::TaskUpdated(map),
         "task.delegate" => Inbound::TaskDelegate(map),
         "error" => Inbound::Error(map),
+        "acp.ack" => Inbound::Ack(
+            map.get("message_ids")
+                .and_then(Value::as_array)
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
         "acp.message" => Inbound::Message(map),
         _ if map.get("parts").is_some_and(Value::is_array) => Inbound::Message(map),
         _ => Inbound::Other(map),
@@ -118,6 +132,11 @@ pub fn reply(
     })
 }
 
+/// The confirmation of a batch of message frames, sent once they are committed to the store.
+pub fn ack(message_ids: &[String]) -> Value {
+    json!({"type": "acp.ack", "message_ids": message_ids})
+}
+
 /// The error frame a host sends before closing a connection with a bad token.
 pub fn invalid_token() -> Value {
     json!({"type": "error", "code": "invalid_token"})
@@ -168,6 +187,7 @@ mod tests {
             Some("task.updated") => "task_updated",
             Some("task.delegate") => "task_delegate",
             Some("error") => "error",
+            Some("acp.ack") => "ack",
             Some("acp.message") => "message",
             _ if map.get("parts").is_some_and(Value::is_array) => "message",
             _ => "other",
@@ -184,6 +204,7 @@ mod tests {
             Inbound::TaskDelegate(m) => ("task_delegate", Value::Object(m)),
             Inbound::Error(m) => ("error", Value::Object(m)),
             Inbound::Other(m) => ("other", Value::Object(m)),
+            Inbound::Ack(ids) => ("ack", json!(ids)),
         }
     }
 
@@ -215,6 +236,14 @@ mod tests {
                     prop_assert_eq!(kind, kind_of(map));
                     if kind == "agent_card" {
                         prop_assert_eq!(kept, map.get("card").cloned().unwrap_or(Value::Null));
+                    } else if kind == "ack" {
+                        // Only the string ids of `message_ids` are kept; the rest is noise.
+                        let ids: Vec<&str> = map
+                            .get("message_ids")
+                            .and_then(Value::as_array)
+                            .map(|a| a.iter().filter_map(Value::as_str).collect())
+                            .unwrap_or_default();
+                        prop_assert_eq!(kept, json!(ids));
                     } else {
                         prop_assert_eq!(kept, value.clone());
                     }
@@ -266,6 +295,9 @@ mod tests {
 
             let built = invalid_token();
             prop_assert_eq!(reparse(&built), ("error", built.clone()));
+
+            let ids = vec![id.clone(), from.clone()];
+            prop_assert_eq!(reparse(&ack(&ids)), ("ack", json!(ids)));
         }
     }
 }

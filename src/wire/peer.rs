@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::frame;
 use super::link::{Link, token_matches};
 use crate::node::peers::Outbound;
-use crate::node::{InboundAdmission, Node, PeerSlot};
+use crate::node::{FrameOutcome, InboundAdmission, Node, PeerSlot};
 
 /// Interval between keep-alive pings (the reference's 20 s).
 const PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -637,8 +637,20 @@ async fn run_session<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let capacity = node.config().offline_queue_limit + 1024;
+    // What the peer did not confirm before the last connection ended goes out first, oldest
+    // first, then the offline queue (which attaching hands over), then new sends.
+    let resend = node.unconfirmed_frames(&peer_id).await.unwrap_or_else(|e| {
+        tracing::warn!(peer = %peer_id, "cannot read unconfirmed messages: {e}");
+        Vec::new()
+    });
+    let capacity = node.config().offline_queue_limit + 1024 + resend.len();
     let (tx, mut rx) = mpsc::channel::<Outbound>(capacity);
+    if !resend.is_empty() {
+        tracing::info!(peer = %peer_id, count = resend.len(), "re-sending messages the peer did not confirm");
+    }
+    for out in resend {
+        let _ = tx.try_send(out);
+    }
     let generation = node.attach_connection(&peer_id, tx, remote);
     // Attached: the connected flag now holds the place the slot reserved.
     drop(slot);
@@ -649,6 +661,8 @@ async fn run_session<S>(
     let mut last_heard = tokio::time::Instant::now();
     let mut since_flush = 0u32;
     let mut leftovers: Vec<Outbound> = Vec::new();
+    // Message frames read but not yet confirmed to the peer (see `confirm`).
+    let mut to_confirm: Vec<String> = Vec::new();
 
     if let Some(first) = pending_first {
         node.on_frame(&peer_id, &first);
@@ -688,9 +702,16 @@ async fn run_session<S>(
                 last_heard = tokio::time::Instant::now();
                 match msg {
                     Some(Ok(Message::Text(text))) => {
-                        node.on_frame(&peer_id, text.as_str());
+                        if let FrameOutcome::Message(id) = node.on_frame(&peer_id, text.as_str()) {
+                            to_confirm.push(id);
+                        }
                         since_flush += 1;
-                        if since_flush >= FLUSH_EVERY {
+                        if to_confirm.len() >= FLUSH_EVERY as usize {
+                            since_flush = 0;
+                            if confirm(&node, &peer_id, &mut sink, &mut to_confirm).await.is_err() {
+                                break;
+                            }
+                        } else if since_flush >= FLUSH_EVERY {
                             since_flush = 0;
                             let _ = node.store().flush().await;
                         }
@@ -716,6 +737,13 @@ async fn run_session<S>(
                     break;
                 }
             }
+            // Last, so it runs once nothing else is ready: a burst of frames is confirmed
+            // with one commit wait and one `acp.ack`.
+            _ = std::future::ready(()), if !to_confirm.is_empty() => {
+                if confirm(&node, &peer_id, &mut sink, &mut to_confirm).await.is_err() {
+                    break;
+                }
+            }
         }
     }
     rx.close();
@@ -725,6 +753,34 @@ async fn run_session<S>(
     let _ = node.store().flush().await;
     node.detach_connection(&peer_id, generation, leftovers);
     tracing::info!(peer = %peer_id, "peer disconnected");
+}
+
+/// Tells a peer that confirms delivery that the message frames in `ids` are committed to the
+/// store: waits for the store to commit everything written so far, then sends one `acp.ack`.
+/// Until then the peer keeps them and re-sends them after a reconnect, so a crash of this
+/// node between reading a frame and committing it loses nothing. Peers that do not confirm
+/// delivery (the Python reference) get nothing and cost no wait.
+async fn confirm<K>(
+    node: &Node,
+    peer_id: &str,
+    sink: &mut K,
+    ids: &mut Vec<String>,
+) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    K: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    if !node.peer_confirms_delivery(peer_id) {
+        ids.clear();
+        return Ok(());
+    }
+    if node.store().flush().await.is_err() {
+        // Not committed: say nothing, the peer re-sends after the next reconnect.
+        ids.clear();
+        return Ok(());
+    }
+    let frame = frame::ack(ids);
+    ids.clear();
+    sink.send(Message::text(frame.to_string())).await
 }
 
 /// Writes `batch` and flushes once, so a burst of frames costs one write syscall.
