@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 /// Most unconfirmed messages per peer. A peer that stops confirming (or a link to a node that
 /// keeps dying) cannot make the sender hold more: sends to it are refused with
 /// `ERR_QUEUE_FULL` until it confirms. A live acp-relay peer confirms each batch within a
-/// commit, so this is far above what a healthy connection ever holds.
+/// commit, so this is far above what a healthy connection ever holds. The bound is checked
+/// when a send picks its peer, so sends in flight at that moment may pass it together.
 pub const MAX_UNCONFIRMED: usize = 10_000;
 
 /// Unconfirmed messages of one peer, by `server_seq`.
