@@ -220,18 +220,26 @@ pub async fn run_level(
         ..Level::default()
     };
     if let (Some(c), Some(b)) = (count, before) {
-        let at_end = messages_received(c).await?.saturating_sub(b);
-        level.delivered_window = Some(at_end.min(d.ok));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        let mut got = at_end;
-        while got < d.ok && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            got = messages_received(c).await?.saturating_sub(b);
-        }
-        level.delivered_total = Some(got);
-        level.lost = Some(d.ok.saturating_sub(got));
+        settle_delivered(&mut level, c, b).await?;
     }
     Ok(level)
+}
+
+/// Fills in the delivery columns of `level` from the counting node `count` (whose
+/// `messages_received` was `before` when the window opened): delivered by now (the end of the
+/// window), then again once the count has caught up with the accepted sends or 15 s passed.
+pub async fn settle_delivered(level: &mut Level, count: &str, before: u64) -> Res<()> {
+    let at_end = messages_received(count).await?.saturating_sub(before);
+    level.delivered_window = Some(at_end.min(level.ok));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut got = at_end;
+    while got < level.ok && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        got = messages_received(count).await?.saturating_sub(before);
+    }
+    level.delivered_total = Some(got);
+    level.lost = Some(level.ok.saturating_sub(got));
+    Ok(())
 }
 
 pub async fn warm_up(url: &str, body: &str, n: usize) -> Res<()> {

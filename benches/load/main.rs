@@ -40,6 +40,7 @@
 //! | `scenarios/` | the other phases: `e2e`, `mcp`, `peers`, `store` (incl. the unread start-up) |
 //! | `report.rs` | number formatting, the markdown report, the level table, the targets |
 //! | `run.rs` | the flows that put it together: `full_mode` and `target_mode` |
+//! | `wrk.rs` | `--wrk`: the bench generator and wrk back to back on the same pair of nodes |
 
 mod generator;
 mod http;
@@ -48,6 +49,7 @@ mod procs;
 mod report;
 mod run;
 mod scenarios;
+mod wrk;
 
 use std::time::{Duration, Instant};
 
@@ -84,7 +86,9 @@ fn main() -> std::process::ExitCode {
     };
     let t0 = Instant::now();
     let result = rt.block_on(async {
-        if o.target.is_some() {
+        if o.wrk {
+            wrk::wrk_mode(&o, root.path()).await
+        } else if o.target.is_some() {
             run::target_mode(&o).await
         } else {
             run::full_mode(&o, root.path()).await

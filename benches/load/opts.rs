@@ -21,6 +21,9 @@ pub struct Opts {
     pub out: Option<PathBuf>,
     pub strict: bool,
     pub keep: bool,
+    /// `--wrk`: the cross-check flow (bench generator and wrk back to back on one pair).
+    pub wrk: bool,
+    pub wrk_bin: Option<String>,
 }
 
 pub const USAGE: &str = "usage: cargo bench --bench load -- [options]
@@ -39,7 +42,11 @@ pub const USAGE: &str = "usage: cargo bench --bench load -- [options]
   --target URL          only drive POST URL/message:send (an existing node, e.g. the
                         Python reference) at the levels, and report
   --count URL           with --target: count deliveries on this node's /status
-  --pids P1,P2          with --target: also report the CPU time of these processes";
+  --pids P1,P2          with --target: also report the CPU time of these processes
+  --wrk                 cross-check: start nodes A and B, and drive each level (default
+                        1,32) first with the bench generator, then with wrk -t1 and
+                        benches/wrk/send.lua; print both and the ratios
+  --wrk-bin PATH        the wrk binary (default: wrk on PATH)";
 
 pub fn parse_opts() -> Res<Opts> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -60,6 +67,8 @@ pub fn parse_opts() -> Res<Opts> {
         out: None,
         strict: false,
         keep: false,
+        wrk: false,
+        wrk_bin: None,
     };
     let (mut levels, mut duration, mut store, mut samples) = (None, None, None, None);
     let mut it = args.into_iter();
@@ -72,6 +81,8 @@ pub fn parse_opts() -> Res<Opts> {
             "--quick" => o.quick = true,
             "--strict" => o.strict = true,
             "--keep" => o.keep = true,
+            "--wrk" => o.wrk = true,
+            "--wrk-bin" => o.wrk_bin = Some(val()?),
             "--levels" => {
                 let v = val()?;
                 levels = Some(
@@ -119,6 +130,9 @@ pub fn parse_opts() -> Res<Opts> {
         o.duration = Duration::from_secs(1);
         o.store_messages = 100_000;
         o.samples = 300;
+    }
+    if o.wrk && !o.quick {
+        o.levels = vec![1, 32];
     }
     o.levels = levels.unwrap_or(o.levels);
     o.duration = duration.unwrap_or(o.duration);

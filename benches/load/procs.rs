@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
-use crate::http::{HttpConn, addr_of, get_req};
+use crate::http::{HttpConn, addr_of, get_json, get_req};
 use crate::{CLK_TCK, NODE_BIN, Res};
 
 /// Resident set size in kB (`VmRSS`).
@@ -223,6 +223,45 @@ pub async fn spawn_node(
         cmd.args(["--join", link]);
     }
     spawn_proc(name, cmd, logdir, "acp-relay: REST API ", "/status", wait).await
+}
+
+/// Node A, and node B dialling A (`--join` with A's link), each on its own data dir under
+/// `root`; returns once both `/peers` report the link active, so a send on B has a peer.
+pub async fn spawn_pair(root: &Path, logdir: &Path) -> Res<(Proc, Proc)> {
+    let a = spawn_node(
+        "bench-a",
+        &root.join("a"),
+        None,
+        logdir,
+        Duration::from_secs(20),
+    )
+    .await?;
+    let a_link = a.link.clone().ok_or("node A printed no link")?;
+    let b = spawn_node(
+        "bench-b",
+        &root.join("b"),
+        Some(&a_link),
+        logdir,
+        Duration::from_secs(20),
+    )
+    .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let pa = get_json(&a.url, "/peers").await?;
+        let pb = get_json(&b.url, "/peers").await?;
+        if pa["active"].as_u64() >= Some(1) && pb["active"].as_u64() >= Some(1) {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "B never connected to A\n--- A ---\n{}\n--- B ---\n{}",
+                a.log_tail(),
+                b.log_tail()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((a, b))
 }
 
 pub async fn spawn_baseline(logdir: &Path) -> Res<Proc> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::generator::{Level, run_level, warm_up};
 use crate::http::{get_json, send_body};
 use crate::opts::Opts;
-use crate::procs::{machine_busy_secs, spawn_baseline, spawn_node, status_field};
+use crate::procs::{machine_busy_secs, spawn_baseline, spawn_pair, status_field};
 use crate::report::{Report, fmt_mb, fmt_rate, fmt_us, level_table, machine, ratio};
 use crate::scenarios::{
     e2e::e2e_latency, mcp::mcp_latency, peers::many_peers, store::store_at_scale,
@@ -85,39 +85,7 @@ pub async fn full_mode(o: &Opts, root: &Path) -> Res<Report> {
         .await;
     eprintln!("starting the baseline and nodes A and B (B dials A) ...");
     let base = spawn_baseline(&logdir).await?;
-    let a = spawn_node(
-        "bench-a",
-        &root.join("a"),
-        None,
-        &logdir,
-        Duration::from_secs(20),
-    )
-    .await?;
-    let a_link = a.link.clone().ok_or("node A printed no link")?;
-    let b = spawn_node(
-        "bench-b",
-        &root.join("b"),
-        Some(&a_link),
-        &logdir,
-        Duration::from_secs(20),
-    )
-    .await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let pa = get_json(&a.url, "/peers").await?;
-        let pb = get_json(&b.url, "/peers").await?;
-        if pa["active"].as_u64() >= Some(1) && pb["active"].as_u64() >= Some(1) {
-            break;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!(
-                "B never connected to A\n--- A ---\n{}\n--- B ---\n{}",
-                a.log_tail(),
-                b.log_tail()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (a, b) = spawn_pair(root, &logdir).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = (a.rss_kb(), b.rss_kb(), base.rss_kb());
     let startup_empty = (a.started_in, b.started_in, base.started_in);
