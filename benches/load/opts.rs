@@ -29,7 +29,8 @@ pub struct Opts {
 pub const USAGE: &str = "usage: cargo bench --bench load -- [options]
   --quick               CI smoke run: 1 s per level, levels 1,32, 100k stored messages
   --levels 1,8,32,128   connection counts of the send load
-  --duration SECS       seconds per level (default 5, quick 1)
+  --duration SECS       seconds per level (default 30, quick 1): stalls that come every
+                        few seconds (WAL checkpoints, writeback) need long levels
   --samples N           requests per latency series (e2e, MCP, store queries)
   --store-messages N    messages in the store-at-scale phase (default 1000000)
   --peers N             WebSocket peers in the connected-peers phase (default 1000)
@@ -55,7 +56,8 @@ pub fn parse_opts() -> Res<Opts> {
     let mut o = Opts {
         quick: false,
         levels: vec![1, 8, 32, 128],
-        duration: Duration::from_secs(5),
+        // 30 s: at 5 s a level held too few of the node's periodic stalls to show its tail.
+        duration: Duration::from_secs(30),
         target: None,
         count: None,
         pids: Vec::new(),

@@ -152,10 +152,12 @@ pub async fn full_mode(o: &Opts, root: &Path) -> Res<Report> {
     base.stop().await;
 
     // ---- tables
+    // The e2e, MCP and query series below are one request at a time, uncorrected, so they
+    // are set against the baseline's raw 1-connection latencies.
     let base1 = levels
         .iter()
         .find(|(w, l)| w == "baseline" && l.conns == 1)
-        .map(|(_, l)| l.lat)
+        .map(|(_, l)| l.raw.unwrap_or(l.lat))
         .unwrap_or_default();
     if !levels.is_empty() {
         level_table(
