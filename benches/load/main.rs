@@ -5,10 +5,11 @@
 //! 1. starts a trivial axum JSON handler (this binary re-run as `--baseline-server`) as the
 //!    floor, and two `acp-relay serve` release binaries, node A and node B, where B dials A;
 //! 2. drives `POST /message:send` on B (forwarded to A over the peer WebSocket) and the same
-//!    request on the baseline with 1, 8, 32 and 128 keep-alive connections for a fixed time,
-//!    counting accepted requests (2xx on B), delivered messages (A's `/status`
-//!    `messages_received`), errors, lost messages, latency in an HDR histogram, and the CPU
-//!    time of the generator and of every server process;
+//!    request on the baseline with 1, 8, 32 and 128 keep-alive connections for 30 s a
+//!    level, counting accepted requests (2xx on B), delivered messages (A's `/status`
+//!    `messages_received`), errors, lost messages, latency in an HDR histogram (corrected for
+//!    coordinated omission as wrk 4 does, raw beside it), and the CPU time of the generator
+//!    and of every server process;
 //! 3. measures end-to-end latency (send on B until the SSE event arrives on A's `/stream`),
 //!    MCP tool-call latency (`acp_send`, `acp_receive`) over Streamable HTTP with the rmcp
 //!    client, resident memory idle, after load and with 1,000 connected peers (raw WebSocket
@@ -21,7 +22,8 @@
 //! the targets are checked (met / missed by how much). `--quick` is the CI smoke run
 //! (1 s per level, 2 levels, 100,000 stored messages). `--target URL [--count URL]` only drives
 //! an existing node's `/message:send` (e.g. the Python reference), counting deliveries on the
-//! `--count` node. `--help` lists every option.
+//! `--count` node. `--wrk` drives the same pair with the generator and then with `wrk` and
+//! `benches/wrk/send.lua`, level by level, to check the two agree. `--help` lists every option.
 //!
 //! The load generator is a minimal HTTP/1.1 client on a single-threaded runtime (like `wrk`
 //! with one thread), so it uses at most one core and little CPU per request; its CPU time is
