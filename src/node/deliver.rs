@@ -450,9 +450,12 @@ impl Node {
                 return;
             }
             let watermark = p.unconfirmed.watermark(p.record.acked_seq);
-            let moved = watermark > p.record.acked_seq;
             p.record.acked_seq = watermark;
-            (confirmed, watermark, moved)
+            (
+                confirmed,
+                watermark,
+                p.unconfirmed.should_persist(watermark),
+            )
         };
         if moved {
             self.persist_peer(peer_id);

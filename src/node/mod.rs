@@ -793,7 +793,8 @@ fn restore(conn: &rusqlite::Connection) -> rusqlite::Result<Restored> {
             rusqlite::params![
                 p.acked_seq.max(p.ack_since - 1),
                 p.id,
-                unconfirmed::MAX_UNCONFIRMED as i64
+                // What may be unconfirmed, plus what the stored watermark may lag behind.
+                unconfirmed::MAX_UNCONFIRMED as i64 + 2 * unconfirmed::PERSIST_LAG
             ],
             |r| Ok((p.id.clone(), r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
         )?;

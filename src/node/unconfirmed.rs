@@ -26,7 +26,17 @@ pub struct Unconfirmed {
     by_id: HashMap<String, i64>,
     /// Highest `server_seq` ever added: the watermark once everything is confirmed.
     highest: i64,
+    /// The watermark last written to the store, and when.
+    persisted: Option<(i64, std::time::Instant)>,
 }
+
+/// The stored watermark may lag the live one by this many messages, or by [`PERSIST_EVERY`]:
+/// writing the peer's record at every `acp.ack` (one per message at one connection) doubled
+/// the sender's writes. A lagging watermark costs only repeats after a crash, which the
+/// receiver drops; the record is also written whenever the connection ends.
+pub const PERSIST_LAG: i64 = 1024;
+/// See [`PERSIST_LAG`].
+const PERSIST_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Unconfirmed {
     /// Number of messages awaiting confirmation.
@@ -68,6 +78,23 @@ impl Unconfirmed {
         }
     }
 
+    /// Whether the watermark should be written now (it moved far or long enough since the
+    /// last write); if so, notes it as written.
+    pub fn should_persist(&mut self, watermark: i64) -> bool {
+        let now = std::time::Instant::now();
+        let due = match self.persisted {
+            None => true,
+            Some((seq, at)) => {
+                watermark > seq
+                    && (watermark - seq >= PERSIST_LAG || now.duration_since(at) >= PERSIST_EVERY)
+            }
+        };
+        if due {
+            self.persisted = Some((watermark, now));
+        }
+        due
+    }
+
     /// Whether `message_id` awaits confirmation.
     pub fn contains(&self, message_id: &str) -> bool {
         self.by_id.contains_key(message_id)
@@ -100,5 +127,15 @@ mod tests {
         u.confirm(["c"]);
         assert!(u.is_empty());
         assert_eq!(u.watermark(7), 12);
+    }
+
+    #[test]
+    fn the_stored_watermark_lags_by_a_bounded_count() {
+        let mut u = Unconfirmed::default();
+        assert!(u.should_persist(1), "the first one is written");
+        assert!(!u.should_persist(1), "unchanged");
+        assert!(!u.should_persist(2), "moved a little, just now");
+        assert!(u.should_persist(1 + PERSIST_LAG), "moved far");
+        assert!(!u.should_persist(2 + PERSIST_LAG));
     }
 }
