@@ -8,7 +8,9 @@
 //! - [`node`] — the relay node: the [`node::Node`] handle owns every rule and all state
 //!   (messages, tasks, peers, offline queue, event log) and persists it in SQLite.
 //! - [`wire`] — the peer protocol: `acp://` links, frames, HMAC, WebSocket sessions.
-//! - [`http`] — the axum REST/SSE API, one file per resource; thin over the node.
+//! - [`http`] — the axum REST/SSE API, one file per resource; thin over the node. Its
+//!   `guard` (Host, Origin, API token, content type) and `body_limit` wrap every route of
+//!   the HTTP port, MCP's included.
 //! - [`mcp`] — the rmcp server: 13 tools, resources, notifications; on stdio and at `/mcp`.
 //! - [`server`] — a node with its listeners, as started by the CLI and the tests.
 //! - [`config`] — flags, `ACP_*` environment variables and defaults.

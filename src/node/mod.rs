@@ -2,6 +2,7 @@
 //! MCP tools and the peer WebSocket all call into it, so they can never disagree.
 //!
 //! Files: `message`/`task`/`card` (models), `peers`/`queue` (peer table, offline queue),
+//! `unconfirmed` (what a peer has not confirmed storing: re-sent after a reconnect),
 //! `events` (event log), `store` (SQLite), `wal_vfs` (one write per commit's WAL frames),
 //! `error` (codes), and the operations split by concern: `deliver` (sending), `inbound`
 //! (frames from peers), `tasks` (task operations), `history` (reading messages back).
