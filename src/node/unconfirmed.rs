@@ -30,7 +30,7 @@ pub struct Unconfirmed {
     persisted: Option<(i64, std::time::Instant)>,
 }
 
-/// The stored watermark may lag the live one by this many messages, or by [`PERSIST_EVERY`]:
+/// The stored watermark may lag the live one by this many messages, or by 250 ms:
 /// writing the peer's record at every `acp.ack` (one per message at one connection) doubled
 /// the sender's writes. A lagging watermark costs only repeats after a crash, which the
 /// receiver drops; the record is also written whenever the connection ends.
