@@ -143,7 +143,7 @@ impl Node {
                 }
             }
         };
-        Ok(match (&peer.outbox, peer.connected) {
+        let target = match (&peer.outbox, peer.connected) {
             (Some(tx), true) => Target::Live(peer.record.id.clone(), tx.clone()),
             _ => {
                 if peer.queue.len() >= self.inner.config.offline_queue_limit {
@@ -159,21 +159,19 @@ impl Node {
                 }
                 Target::Away(peer.record.id.clone())
             }
-        })
-        .and_then(|t| {
-            if peer.confirms_delivery() && peer.unconfirmed.len() >= MAX_UNCONFIRMED {
-                return Err(NodeError::new(
-                    ErrorCode::QueueFull,
-                    format!(
-                        "peer '{}' has not confirmed {} messages yet; wait for it to catch up",
-                        peer.record.id,
-                        peer.unconfirmed.len()
-                    ),
-                )
-                .with_message_id(message_id));
-            }
-            Ok(t)
-        })
+        };
+        if peer.confirms_delivery() && peer.unconfirmed.len() >= MAX_UNCONFIRMED {
+            return Err(NodeError::new(
+                ErrorCode::QueueFull,
+                format!(
+                    "peer '{}' has not confirmed {} messages yet; wait for it to catch up",
+                    peer.record.id,
+                    peer.unconfirmed.len()
+                ),
+            )
+            .with_message_id(message_id));
+        }
+        Ok(target)
     }
 
     /// The error for a message over `--max-msg-size` (the reference's text).
@@ -512,8 +510,7 @@ impl Node {
                 None => text.into(),
                 Some(_) => match serde_json::from_str::<Value>(&text) {
                     Ok(Value::Object(mut frame)) => {
-                        frame.insert("ts".into(), json!(now_iso()));
-                        self.sign_frame(&mut frame);
+                        self.sign_again(&mut frame);
                         Value::Object(frame).to_string().into()
                     }
                     _ => text.into(),
@@ -831,11 +828,18 @@ impl Node {
         if frame.get("type").and_then(Value::as_str) == Some("acp.message") {
             frame.insert("_was_queued".into(), Value::Bool(true));
         }
+        self.sign_again(&mut frame);
+        Value::Object(frame).to_string()
+    }
+
+    /// With a secret, stamps a frame that is sent again (from the offline queue, or as an
+    /// unconfirmed re-send) with the time now and signs it again: its first `ts` may be
+    /// older than the receiver's replay window by now.
+    fn sign_again(&self, frame: &mut Map<String, Value>) {
         if self.signer().is_some() {
             frame.insert("ts".into(), json!(now_iso()));
-            self.sign_frame(&mut frame);
+            self.sign_frame(frame);
         }
-        Value::Object(frame).to_string()
     }
 
     /// Moves frames waiting in a connected peer's offline queue into its outbox (frames that

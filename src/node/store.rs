@@ -306,31 +306,27 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 /// machine must not read them. A dir that already exists keeps its mode, with a warning when
 /// other users can read it.
 pub(crate) fn create_private_dir(dir: &Path) -> NodeResult<()> {
+    let existed = dir.is_dir();
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| {
+        NodeError::internal(format!("cannot create data dir {}: {e}", dir.display()))
+    })?;
+    #[cfg(unix)]
+    if existed
+        && let Ok(meta) = std::fs::metadata(dir)
+        && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0
     {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        let existed = dir.is_dir();
-        builder.mode(0o700);
-        builder.create(dir).map_err(|e| {
-            NodeError::internal(format!("cannot create data dir {}: {e}", dir.display()))
-        })?;
-        if existed
-            && let Ok(meta) = std::fs::metadata(dir)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(
-                dir = %dir.display(),
-                "data dir is readable by other users of this machine (messages, link token): chmod 700 it"
-            );
-        }
-        Ok(())
+        tracing::warn!(
+            dir = %dir.display(),
+            "data dir is readable by other users of this machine (messages, link token): chmod 700 it"
+        );
     }
     #[cfg(not(unix))]
-    builder
-        .create(dir)
-        .map_err(|e| NodeError::internal(format!("cannot create data dir {}: {e}", dir.display())))
+    let _ = existed;
+    Ok(())
 }
 
 impl Store {
