@@ -79,6 +79,20 @@ pub struct Drive {
     pub window: Duration,
 }
 
+impl Drive {
+    /// Nothing counted yet: what each connection starts from and the total sums into.
+    fn empty() -> Drive {
+        Drive {
+            ok: 0,
+            errors: 0,
+            first_error: None,
+            hist: hist(),
+            connects: 0,
+            window: Duration::ZERO,
+        }
+    }
+}
+
 /// Drives `req` on `conns` connections for `dur`, each connection sending its next request
 /// as soon as the previous answer is read (closed loop).
 pub async fn drive(addr: SocketAddr, req: Arc<Vec<u8>>, conns: usize, dur: Duration) -> Drive {
@@ -92,14 +106,7 @@ pub async fn drive(addr: SocketAddr, req: Arc<Vec<u8>>, conns: usize, dur: Durat
             let mut c = HttpConn::new(addr);
             let _ = tokio::time::timeout_at(start, c.connect()).await;
             tokio::time::sleep_until(start).await;
-            let mut d = Drive {
-                ok: 0,
-                errors: 0,
-                first_error: None,
-                hist: hist(),
-                connects: 0,
-                window: Duration::ZERO,
-            };
+            let mut d = Drive::empty();
             loop {
                 let t0 = tokio::time::Instant::now();
                 if t0 >= deadline {
@@ -142,14 +149,7 @@ pub async fn drive(addr: SocketAddr, req: Arc<Vec<u8>>, conns: usize, dur: Durat
             d
         }));
     }
-    let mut total = Drive {
-        ok: 0,
-        errors: 0,
-        first_error: None,
-        hist: hist(),
-        connects: 0,
-        window: Duration::ZERO,
-    };
+    let mut total = Drive::empty();
     for t in tasks {
         if let Ok(d) = t.await {
             total.ok += d.ok;

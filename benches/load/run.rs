@@ -186,6 +186,18 @@ pub async fn full_mode(o: &Opts, root: &Path) -> Res<Report> {
     r.line("|---|---:|---:|---:|");
     let bp50 = base1.p50;
     let bp99 = base1.p99;
+    // A row of p50 / p99 beside the baseline's one-connection POST and their ratios.
+    let vs_baseline = |label: String, p50: f64, p99: f64| {
+        format!(
+            "| {label} | {} / {} | {} / {} | {} / {} |",
+            fmt_us(p50),
+            fmt_us(p99),
+            fmt_us(bp50),
+            fmt_us(bp99),
+            ratio(p50, bp50),
+            ratio(p99, bp99)
+        )
+    };
     if let Some(e) = &e2e {
         r.line(format!(
             "| end-to-end send on B → SSE event on A, p50 / p99 / p99.9 ({} samples, {} missing) | {} / {} / {} | {} / {} (1-conn POST) | {} / {} |",
@@ -199,36 +211,28 @@ pub async fn full_mode(o: &Opts, root: &Path) -> Res<Report> {
             ratio(e.e2e.p50, bp50),
             ratio(e.e2e.p99, bp99)
         ));
-        r.line(format!(
-            "| the same sends' POST latency on B, p50 / p99 | {} / {} | {} / {} | {} / {} |",
-            fmt_us(e.post.p50),
-            fmt_us(e.post.p99),
-            fmt_us(bp50),
-            fmt_us(bp99),
-            ratio(e.post.p50, bp50),
-            ratio(e.post.p99, bp99)
+        r.line(vs_baseline(
+            "the same sends' POST latency on B, p50 / p99".into(),
+            e.post.p50,
+            e.post.p99,
         ));
     }
     if let Some(m) = &mcp {
-        r.line(format!(
-            "| MCP acp_send (on B, Streamable HTTP, rmcp client), p50 / p99 ({} calls) | {} / {} | {} / {} | {} / {} |",
-            m.send.n,
-            fmt_us(m.send.p50),
-            fmt_us(m.send.p99),
-            fmt_us(bp50),
-            fmt_us(bp99),
-            ratio(m.send.p50, bp50),
-            ratio(m.send.p99, bp99)
+        r.line(vs_baseline(
+            format!(
+                "MCP acp_send (on B, Streamable HTTP, rmcp client), p50 / p99 ({} calls)",
+                m.send.n
+            ),
+            m.send.p50,
+            m.send.p99,
         ));
-        r.line(format!(
-            "| MCP acp_receive (on A, cursor + context filter, returns the message just sent; {} received), p50 / p99 | {} / {} | {} / {} | {} / {} |",
-            m.received,
-            fmt_us(m.receive.p50),
-            fmt_us(m.receive.p99),
-            fmt_us(bp50),
-            fmt_us(bp99),
-            ratio(m.receive.p50, bp50),
-            ratio(m.receive.p99, bp99)
+        r.line(vs_baseline(
+            format!(
+                "MCP acp_receive (on A, cursor + context filter, returns the message just sent; {} received), p50 / p99",
+                m.received
+            ),
+            m.receive.p50,
+            m.receive.p99,
         ));
     }
     let b_rss = idle.2 as f64;
