@@ -138,8 +138,8 @@ pub struct Config {
     pub offline_queue_limit: usize,
     /// Extra Host names accepted by the HTTP port.
     pub allowed_hosts: Vec<String>,
-    /// Web origins allowed to call the HTTP API (normalized `scheme://host[:port]`).
-    pub cors_origins: Vec<String>,
+    /// Web origins allowed to call the HTTP API, parsed (and so normalized) once here.
+    pub cors_origins: Vec<crate::http::origin::Origin>,
     /// Bearer token guarding the HTTP API, if any.
     pub api_token: Option<String>,
     /// Most peers connected at once.
@@ -193,7 +193,7 @@ impl NodeArgs {
         let mut cors_origins = Vec::new();
         for raw in self.cors_origins.iter().filter(|o| !o.trim().is_empty()) {
             match crate::http::origin::Origin::parse(raw.trim()) {
-                Some(o) => cors_origins.push(o.to_string()),
+                Some(o) => cors_origins.push(o),
                 None => {
                     return Err(format!(
                         "--cors-origin {raw:?} is not an origin like https://app.example:8443 (no path, no wildcard)"
@@ -338,10 +338,8 @@ mod tests {
             "http://localhost:5173",
         ])
         .unwrap();
-        assert_eq!(
-            cfg.cors_origins,
-            ["https://app.example", "http://localhost:5173"]
-        );
+        let shown: Vec<String> = cfg.cors_origins.iter().map(|o| o.to_string()).collect();
+        assert_eq!(shown, ["https://app.example", "http://localhost:5173"]);
         assert!(resolve(&["--max-peers", "0"]).is_err());
     }
 }

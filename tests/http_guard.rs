@@ -263,7 +263,8 @@ async fn json_endpoints_refuse_bodies_that_are_not_json() {
 async fn listed_origins_get_cors_and_others_get_no_preflight() {
     let lab = Lab::new();
     let mut cfg = lab.config("cors");
-    cfg.cors_origins = vec!["https://app.example:8443".into()];
+    cfg.cors_origins =
+        vec![acp_relay::http::origin::Origin::parse("https://app.example:8443").unwrap()];
     let node = start_with(cfg).await;
     let _peer = with_peer(&lab, &node).await;
     let preflight = |origin: &'static str| {

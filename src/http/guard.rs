@@ -99,11 +99,7 @@ impl Guard {
         Guard {
             inner: Arc::new(Rules {
                 hosts,
-                cors_origins: config
-                    .cors_origins
-                    .iter()
-                    .filter_map(|o| Origin::parse(o))
-                    .collect(),
+                cors_origins: config.cors_origins.clone(),
                 token_digest: config.api_token.as_deref().map(digest),
                 token: config.api_token.clone(),
                 http_port,
