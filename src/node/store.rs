@@ -184,14 +184,27 @@ const REWIND_TAIL: i64 = 1024;
 /// Passive passes tried to get the uncopied tail under [`REWIND_TAIL`] before a forced rewind.
 const CATCH_UP_PASSES: usize = 8;
 
-/// Largest WAL file kept on disk after a rewind (SQLite truncates it to this when the writer
-/// commits next). Truncating blocks that commit for milliseconds on a filesystem mounted with
-/// `discard`, which only matters for the rare forced rewind under load. Small in tests, so
-/// that a test sees the file shrink.
+/// WAL file size past which an idle store's WAL is truncated (small in tests, so that a test
+/// sees the file shrink).
 const WAL_SIZE_LIMIT: i64 = if cfg!(test) {
     4 * 1024 * 1024
 } else {
     32 * 1024 * 1024
+};
+
+/// How long the WAL must have stayed unchanged before the checkpointer truncates it.
+///
+/// SQLite's own limit (`journal_size_limit`) truncates the WAL on the writer's thread, in the
+/// first commit after each rewind: measured on ext4 mounted with `discard`, that commit took
+/// 6–12 ms in `ftruncate` (discarding the freed blocks) and the next ones up to 7 ms more
+/// while growing the file again allocated blocks under the inode's lock that writeback held;
+/// 19 commits over 3 ms in 20 s at one connection, 214 ms the longest. So the writer never
+/// truncates: the WAL keeps its size, rewinds overwrite it in place, and only a store that
+/// nobody writes to gives the space back.
+const SHRINK_WHEN_IDLE_FOR: std::time::Duration = if cfg!(test) {
+    std::time::Duration::from_millis(500)
+} else {
+    std::time::Duration::from_secs(5)
 };
 
 /// Checkpoints the WAL off the writer thread, so the writer never fsyncs.
@@ -209,7 +222,13 @@ const WAL_SIZE_LIMIT: i64 = if cfg!(test) {
 /// writer off while it copies the remaining frames and fsyncs: 20–180 ms stalls of every
 /// send were measured when it ran every time the WAL passed a few MB. So it runs only once
 /// the WAL passes [`REWIND_BYTES`], after passive passes have caught up with the writer so
-/// that little is left to copy.
+/// that little is left to copy. Even then it holds the writer for two fsyncs of that little
+/// (10–60 ms measured on a shared virtual disk): the floor of SQLite's design, paid once per
+/// [`REWIND_BYTES`] of WAL (docs/benchmarks.md, "Tails on disk").
+///
+/// The WAL file keeps its size between rewinds (overwritten in place, no blocks to allocate);
+/// once nothing has been written for [`SHRINK_WHEN_IDLE_FOR`], a TRUNCATE checkpoint gives
+/// the space back.
 fn checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
     let Ok(conn) = open_connection(&path) else {
         tracing::error!("store: checkpointer cannot open the database; the WAL will grow");
@@ -219,12 +238,19 @@ fn checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
         .pragma_query_value(None, "page_size", |r| r.get(0))
         .unwrap_or(4096)
         .max(512);
+    let wal_path = {
+        let mut p = path.clone().into_os_string();
+        p.push("-wal");
+        PathBuf::from(p)
+    };
     // (frames in the WAL, frames already copied into the database file)
     let checkpoint = |mode: &str| {
         conn.query_row(&format!("PRAGMA wal_checkpoint({mode});"), [], |r| {
             Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
         })
     };
+    let mut last_frames = -1;
+    let mut unchanged_since = std::time::Instant::now();
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
     {
         let mut pass = checkpoint("PASSIVE");
@@ -235,6 +261,20 @@ fn checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
                 continue;
             }
         };
+        if frames != last_frames {
+            last_frames = frames;
+            unchanged_since = std::time::Instant::now();
+        } else if unchanged_since.elapsed() >= SHRINK_WHEN_IDLE_FOR
+            && std::fs::metadata(&wal_path).is_ok_and(|m| m.len() as i64 > WAL_SIZE_LIMIT)
+        {
+            // Idle: nothing waits on the writer, so a checkpoint that holds it off costs
+            // nobody anything. TRUNCATE rewinds the WAL and gives its space back.
+            if let Err(e) = checkpoint("TRUNCATE") {
+                tracing::warn!("store: WAL truncation failed: {e}");
+            }
+            last_frames = -1;
+            continue;
+        }
         if frames * page_size < REWIND_BYTES {
             continue;
         }
@@ -246,8 +286,10 @@ fn checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
                 _ => break,
             }
         }
-        if let Err(e) = checkpoint("RESTART") {
-            tracing::warn!("store: WAL rewind failed: {e}");
+        let started = std::time::Instant::now();
+        match checkpoint("RESTART") {
+            Ok(_) => tracing::debug!("store: WAL rewound in {:?}", started.elapsed()),
+            Err(e) => tracing::warn!("store: WAL rewind failed: {e}"),
         }
     }
 }
@@ -338,7 +380,8 @@ impl Store {
         let mut writer_conn = open_connection(path)?;
         migrate(&mut writer_conn)?;
         writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        writer_conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+        // No limit: the checkpointer truncates the WAL when idle (see SHRINK_WHEN_IDLE_FOR).
+        writer_conn.pragma_update(None, "journal_size_limit", -1)?;
         let readers = (0..3)
             .map(|_| open_connection(path))
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -736,6 +779,43 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The writer never truncates the WAL; the checkpointer does, once nobody writes.
+    #[tokio::test]
+    async fn an_idle_store_gives_the_wal_space_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("node.db")).unwrap();
+        let wal_len = || {
+            std::fs::metadata(dir.path().join("node.db-wal"))
+                .map(|m| m.len() as i64)
+                .unwrap_or(0)
+        };
+        // One transaction bigger than the limit (the writer batches up to 4096 writes).
+        let value = "y".repeat(3000);
+        for i in 0..2000 {
+            store.write(WriteOp::SetMeta {
+                key: format!("big{i}"),
+                value: value.clone(),
+            });
+        }
+        store.flush().await.unwrap();
+        assert!(wal_len() > WAL_SIZE_LIMIT, "WAL is {} bytes", wal_len());
+        let started = std::time::Instant::now();
+        while wal_len() > WAL_SIZE_LIMIT {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "WAL still {} bytes after a minute without writes",
+                wal_len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let kept = store
+            .read(|c| get_meta(c, "big1999"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept, value);
     }
 
     /// The partial task and conversation indexes still serve their filters.
