@@ -1,5 +1,6 @@
 //! The peer protocol: links, frames, HMAC signing and the WebSocket connections themselves.
 
+pub mod canonical;
 pub mod frame;
 pub mod link;
 pub mod peer;
