@@ -74,7 +74,9 @@ pub async fn accept_key(
         .filter_map(|k| obj.get(*k).filter(|v| !v.is_null()))
         .collect();
     if named.len() > 1 {
-        return Err(NodeError::invalid("name the expected key once: did, public_key or jwk").into());
+        return Err(
+            NodeError::invalid("name the expected key once: did, public_key or jwk").into(),
+        );
     }
     Ok(Json(node.accept_peer_key(&id, named.first().copied())?))
 }

@@ -354,7 +354,11 @@ impl AcpMcp {
                             "[{}] {}{}: {}",
                             m.message_id,
                             m.from.as_deref().unwrap_or("?"),
-                            if m.verified { " (verified)" } else { " (unverified)" },
+                            if m.verified {
+                                " (verified)"
+                            } else {
+                                " (unverified)"
+                            },
                             m.text
                         )
                     })

@@ -9,11 +9,11 @@
 
 use serde_json::{Map, Value, json};
 
+use super::Node;
 use super::error::{ErrorCode, NodeError, NodeResult};
 use super::ids::{now_iso, now_unix};
 use super::peers::{KeyChange, LiveIdentity};
 use super::store::WriteOp;
-use super::Node;
 use crate::wire::canonical::Doc;
 use crate::wire::did;
 use crate::wire::identity::{self, CardCheck, FrameSig, Identity};
@@ -62,7 +62,10 @@ impl FrameMark {
 /// `challenge`, if any.
 fn card_of_frame(text: &str) -> Result<(Doc, Option<String>), String> {
     let mut doc = Doc::parse(text).map_err(|e| format!("card frame: {e}"))?;
-    let challenge = doc.get("challenge").and_then(Doc::as_str).map(str::to_owned);
+    let challenge = doc
+        .get("challenge")
+        .and_then(Doc::as_str)
+        .map(str::to_owned);
     let card = doc.remove("card").unwrap_or(Doc::Null);
     Ok((card, challenge))
 }
@@ -256,9 +259,10 @@ impl Node {
         };
         let expires_at = match obj.get("expires_at") {
             None | Some(Value::Null) => now_unix() + 86_400.0,
-            Some(v) => v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| {
-                NodeError::invalid("expires_at must be a number (Unix seconds)")
-            })?,
+            Some(v) => v
+                .as_f64()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| NodeError::invalid("expires_at must be a number (Unix seconds)"))?,
         };
         let entry = self
             .inner
@@ -314,7 +318,11 @@ impl Node {
             .map_err(|e| NodeError::invalid(format!("Invalid JSON in request body: {e}")))?;
         let entry = match doc.get("entry") {
             Some(e @ Doc::Obj(fields)) if !fields.is_empty() => e,
-            _ => return Err(NodeError::invalid("entry required (a delegation entry object)")),
+            _ => {
+                return Err(NodeError::invalid(
+                    "entry required (a delegation entry object)",
+                ));
+            }
         };
         let valid = identity::check_delegation(entry).map_err(NodeError::invalid)?;
         let value: Value = serde_json::from_str(body).unwrap_or_default();
@@ -353,8 +361,10 @@ impl Node {
                 .ok_or_else(|| NodeError::not_found(format!("peer '{key}' not found")))?;
             let Some(change) = peer.record.key_change.clone() else {
                 if expected_text.is_some() && expected_text == peer.record.pinned_key {
-                    return Ok(json!({"ok": true, "peer_id": peer.record.id, "changed": false,
-                                     "pinned_did": peer.did()}));
+                    return Ok(
+                        json!({"ok": true, "peer_id": peer.record.id, "changed": false,
+                                     "pinned_did": peer.did()}),
+                    );
                 }
                 return Err(NodeError::invalid(format!(
                     "peer '{key}' has no refused key waiting to be accepted"
@@ -459,7 +469,8 @@ impl Node {
         let (check, wants_proof) = if is_card {
             let (card, _) = card_of_frame(first).map_err(NodeError::invalid)?;
             let answers = matches!(
-                card.get("capabilities").and_then(|c| c.get("identity_challenge")),
+                card.get("capabilities")
+                    .and_then(|c| c.get("identity_challenge")),
                 Some(Doc::Bool(true))
             );
             (self.check_presented(&card)?, answers)
@@ -554,7 +565,10 @@ impl Node {
             ev.insert("event".into(), json!("key_mismatch"));
             ev.insert("peer_id".into(), json!(peer_id));
             ev.insert("pinned_did".into(), json!(format!("did:acp:{pinned}")));
-            ev.insert("presented_did".into(), json!(presented.map(|k| format!("did:acp:{k}"))));
+            ev.insert(
+                "presented_did".into(),
+                json!(presented.map(|k| format!("did:acp:{k}"))),
+            );
             self.inner.events.emit("peer", ev);
         } else {
             tracing::debug!(peer = %peer_id, "{msg}");
@@ -656,7 +670,10 @@ impl Node {
                 }
             }
             FrameSig::Invalid(why) if self.inner.config.ed25519_lenient => {
-                tracing::warn!(peer = peer_id, "Ed25519 signature invalid, kept (lenient): {why}");
+                tracing::warn!(
+                    peer = peer_id,
+                    "Ed25519 signature invalid, kept (lenient): {why}"
+                );
                 Ok(FrameMark::Invalid)
             }
             FrameSig::Invalid(why) => Err(format!("Ed25519 signature invalid: {why}")),

@@ -235,7 +235,14 @@ mod tests {
         }
         assert!(is_did_syntax("did:web:example.org:user%20x"));
         assert!(is_did_syntax(DID_KEY));
-        for bad in ["did:", "did:web", "did:Web:x", "did:web:", "did:web:a b", "xdid:a:b"] {
+        for bad in [
+            "did:",
+            "did:web",
+            "did:Web:x",
+            "did:web:",
+            "did:web:a b",
+            "xdid:a:b",
+        ] {
             assert!(!is_did_syntax(bad), "{bad:?}");
         }
     }

@@ -537,7 +537,12 @@ mod tests {
         // Unsigned and malformed.
         let unsigned = check_card(&Doc::parse(r#"{"name":"x","identity":null}"#).unwrap()).unwrap();
         assert!(unsigned.unsigned && !unsigned.valid);
-        assert!(check_card(&Doc::parse(r#"{"identity":{"public_key":"AAAA","card_sig":"AAAA"}}"#).unwrap()).is_err());
+        assert!(
+            check_card(
+                &Doc::parse(r#"{"identity":{"public_key":"AAAA","card_sig":"AAAA"}}"#).unwrap()
+            )
+            .is_err()
+        );
         assert!(check_card(&Doc::parse(r#"{"identity":7}"#).unwrap()).is_err());
         assert!(check_card(&Doc::parse("[]").unwrap()).is_err());
     }
@@ -551,10 +556,16 @@ mod tests {
         id.sign_frame(map);
         let text = frame.to_string();
         let parsed: Map<String, Value> = serde_json::from_str(&text).unwrap();
-        assert_eq!(check_frame(&text, &parsed), FrameSig::Valid(*id.verifying_key()));
+        assert_eq!(
+            check_frame(&text, &parsed),
+            FrameSig::Valid(*id.verifying_key())
+        );
         let tampered = text.replace("héllo", "hello");
         let parsed: Map<String, Value> = serde_json::from_str(&tampered).unwrap();
-        assert!(matches!(check_frame(&tampered, &parsed), FrameSig::Invalid(_)));
+        assert!(matches!(
+            check_frame(&tampered, &parsed),
+            FrameSig::Invalid(_)
+        ));
         let plain = json!({"type": "acp.message"});
         assert_eq!(
             check_frame(&plain.to_string(), plain.as_object().unwrap()),
@@ -573,13 +584,17 @@ mod tests {
         let other = Identity::generate();
         assert!(check_challenge(&answer, &nonce, other.verifying_key()).is_err());
 
-        let entry = id.delegation_entry("did:web:ex.org", &["send".into(), "am\u{e9}".into()], 1.8e9);
+        let entry =
+            id.delegation_entry("did:web:ex.org", &["send".into(), "am\u{e9}".into()], 1.8e9);
         assert_eq!(entry["expires_at"].to_string(), "1800000000.0");
         let doc = Doc::parse(&entry.to_string()).unwrap();
         assert_eq!(check_delegation(&doc), Ok(true));
         let mut bad = entry.clone();
         bad["scope"] = json!(["all"]);
-        assert_eq!(check_delegation(&Doc::parse(&bad.to_string()).unwrap()), Ok(false));
+        assert_eq!(
+            check_delegation(&Doc::parse(&bad.to_string()).unwrap()),
+            Ok(false)
+        );
         bad["scope"] = json!([1]);
         assert!(check_delegation(&Doc::parse(&bad.to_string()).unwrap()).is_err());
     }
@@ -605,6 +620,9 @@ mod tests {
         let secret = file["private_key"].as_str().unwrap();
         assert!(!format!("{a:?}").contains(secret));
         std::fs::write(&path, "{\"private_key\": 5}").unwrap();
-        assert!(Identity::load_or_create(&path).is_err(), "a damaged file is not replaced");
+        assert!(
+            Identity::load_or_create(&path).is_err(),
+            "a damaged file is not replaced"
+        );
     }
 }
