@@ -746,6 +746,11 @@ async fn run_session<S>(
     for out in resend {
         let _ = tx.try_send(out);
     }
+    // The first frame (normally the card, verified in the handshake) is recorded before the
+    // peer shows as connected, so whoever sees it connected also sees its name and card.
+    if let Some(first) = pending_first {
+        node.on_frame(&peer_id, &first);
+    }
     let generation = node.attach_connection(&peer_id, tx, remote);
     // Attached: the connected flag now holds the place the slot reserved.
     drop(slot);
@@ -761,9 +766,6 @@ async fn run_session<S>(
     // When the oldest of them was read: they are confirmed at most CONFIRM_DELAY later.
     let mut confirm_by: Option<tokio::time::Instant> = None;
 
-    if let Some(first) = pending_first {
-        node.on_frame(&peer_id, &first);
-    }
     loop {
         tokio::select! {
             biased;
