@@ -61,6 +61,21 @@ pub struct NodeArgs {
     #[arg(long, env = "ACP_HMAC_LENIENT", default_value_t = false)]
     pub hmac_lenient: bool,
 
+    /// The node's Ed25519 keypair file, in the Python reference's format (its --identity):
+    /// loaded, or created (mode 0600) when absent. Default: identity.json in the data dir.
+    #[arg(long, alias = "identity-file", env = "ACP_IDENTITY")]
+    pub identity: Option<PathBuf>,
+
+    /// Do not sign outbound frames with the node's Ed25519 key (the card stays signed).
+    /// Peers then show this node's messages as unverified.
+    #[arg(long, env = "ACP_NO_SIGN_FRAMES", default_value_t = false)]
+    pub no_sign_frames: bool,
+
+    /// Keep frames whose Ed25519 signature is wrong, marked `_ed25519_invalid` (the
+    /// reference's warn-only behaviour), instead of refusing them.
+    #[arg(long, env = "ACP_ED25519_LENIENT", default_value_t = false)]
+    pub ed25519_lenient: bool,
+
     /// Largest accepted message / frame / HTTP body, in bytes.
     #[arg(long, env = "ACP_MAX_MSG_SIZE", default_value_t = DEFAULT_MAX_MSG_SIZE)]
     pub max_msg_size: usize,
@@ -128,6 +143,12 @@ pub struct Config {
     pub hmac_window: u64,
     /// Warn-only signature mode.
     pub hmac_lenient: bool,
+    /// Keypair file (`--identity`); none means `identity.json` in the data dir.
+    pub identity_file: Option<PathBuf>,
+    /// Whether outbound frames carry an Ed25519 signature (on unless `--no-sign-frames`).
+    pub sign_frames: bool,
+    /// Keep frames with a wrong Ed25519 signature, marked, instead of refusing them.
+    pub ed25519_lenient: bool,
     /// Size limit for messages, frames and bodies.
     pub max_msg_size: usize,
     /// Advertised skills.
@@ -224,6 +245,9 @@ impl NodeArgs {
             secret: self.secret.filter(|s| !s.is_empty()),
             hmac_window: self.hmac_window,
             hmac_lenient: self.hmac_lenient,
+            identity_file: self.identity,
+            sign_frames: !self.no_sign_frames,
+            ed25519_lenient: self.ed25519_lenient,
             max_msg_size: self.max_msg_size,
             skills,
             data_dir,
@@ -255,6 +279,9 @@ impl Config {
             secret: None,
             hmac_window: 300,
             hmac_lenient: false,
+            identity_file: None,
+            sign_frames: true,
+            ed25519_lenient: false,
             max_msg_size: DEFAULT_MAX_MSG_SIZE,
             skills: Vec::new(),
             data_dir,

@@ -6,9 +6,14 @@
 //!
 //! Layout:
 //! - [`node`] — the relay node: the [`node::Node`] handle owns every rule and all state
-//!   (messages, tasks, peers, offline queue, event log) and persists it in SQLite.
-//! - [`wire`] — the peer protocol: `acp://` links, frames, HMAC, WebSocket sessions.
-//! - [`http`] — the axum REST/SSE API, one file per resource; thin over the node. Its
+//!   (messages, tasks, peers, offline queue, event log) and persists it in SQLite; its
+//!   `identity` file holds the rules of who is who (peer verification, key pinning,
+//!   delegation).
+//! - [`wire`] — the peer protocol: `acp://` links, frames, HMAC, WebSocket sessions, and
+//!   Ed25519 identity: `identity` (keys and every signature), `canonical` (the JSON text
+//!   signatures cover, as Python's `json.dumps` prints it), `did` (did:acp, did:key, JWK).
+//! - [`http`] — the axum REST/SSE API, one file per resource (`identity` for did.json,
+//!   jwks.json, card and delegation checks); thin over the node. Its
 //!   `guard` (Host, Origin, API token, content type) and `body_limit` wrap every route of
 //!   the HTTP port, MCP's included.
 //! - [`mcp`] — the rmcp server: 13 tools, resources, notifications; on stdio and at `/mcp`.

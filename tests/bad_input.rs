@@ -972,13 +972,16 @@ async fn unknown_paths_wrong_methods_and_unsupported_endpoints() {
         (Method::PATCH, "/messages"),
         (Method::GET, "/reply"),
         (Method::POST, "/recv"),
+        (Method::DELETE, "/.well-known/did.json"),
+        (Method::POST, "/.well-known/jwks.json"),
+        (Method::GET, "/identity/delegate"),
+        (Method::PUT, "/verify/card"),
     ] {
         c.bad(method, path, Body::None, 405, NOT_ALLOWED).await;
     }
     for (method, path) in [
-        (Method::GET, "/.well-known/jwks.json"),
-        (Method::GET, "/.well-known/did.json"),
         (Method::POST, "/discover"),
+        (Method::GET, "/extensions"),
         (Method::POST, "/webhooks/register"),
     ] {
         c.bad(method, path, Body::None, 501, NOT_SUPPORTED).await;

@@ -214,6 +214,10 @@ async fn two_agents_talk_through_mcp() {
     let conn = ok(&b, "acp_connect", json!({"link": link})).await;
     assert_eq!(conn["connected"], true, "{conn}");
     assert_eq!(conn["name"], "alpha");
+    // Who answers the link proved its key (the link names it).
+    let a_did = ok(&a, "acp_status", json!({})).await["did"].clone();
+    assert_eq!(conn["verified"], true, "{conn}");
+    assert_eq!(conn["did"], a_did);
 
     // B → A, and A waits for it without polling.
     let waiter = {
@@ -232,6 +236,13 @@ async fn two_agents_talk_through_mcp() {
     assert_eq!(got["messages"][0]["text"], "hello alpha");
     assert_eq!(got["messages"][0]["from"], "beta");
     assert_eq!(got["messages"][0]["parts"][1]["content"]["n"], 1);
+    assert_eq!(got["messages"][0]["verified"], true, "{got}");
+    let b_did = ok(&b, "acp_status", json!({})).await["did"].clone();
+    assert_eq!(got["messages"][0]["sender_did"], b_did);
+    let peers = ok(&a, "acp_peers", json!({})).await;
+    assert_eq!(peers["peers"][0]["did"], b_did, "{peers}");
+    let card = ok(&a, "acp_card_get", json!({})).await;
+    assert_eq!(card["did"], a_did, "{card}");
     let cursor = got["cursor"].as_str().unwrap().to_owned();
     let msg_id = got["messages"][0]["message_id"]
         .as_str()

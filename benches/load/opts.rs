@@ -47,7 +47,9 @@ pub const USAGE: &str = "usage: cargo bench --bench load -- [options]
   --wrk                 cross-check: start nodes A and B, and drive each level (default
                         1,32) first with the bench generator, then with wrk -t1 and
                         benches/wrk/send.lua; print both and the ratios
-  --wrk-bin PATH        the wrk binary (default: wrk on PATH)";
+  --wrk-bin PATH        the wrk binary (default: wrk on PATH)
+  --node-arg ARG        pass ARG to every node started (repeatable), e.g.
+                        --node-arg --no-sign-frames to measure without frame signatures";
 
 pub fn parse_opts() -> Res<Opts> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -122,6 +124,13 @@ pub fn parse_opts() -> Res<Opts> {
                     .split(',')
                     .map(|s| s.trim().parse::<u32>().map_err(|e| format!("--pids: {e}")))
                     .collect::<Res<Vec<_>>>()?
+            }
+            "--node-arg" => {
+                let arg = val()?;
+                crate::procs::NODE_ARGS
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(arg);
             }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown option {other}\n{USAGE}")),

@@ -198,6 +198,9 @@ pub async fn spawn_proc(
     })
 }
 
+/// Extra arguments for every node the bench starts (`--node-arg`).
+pub static NODE_ARGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 pub async fn spawn_node(
     name: &str,
     data_dir: &Path,
@@ -222,6 +225,7 @@ pub async fn spawn_node(
     if let Some(link) = join {
         cmd.args(["--join", link]);
     }
+    cmd.args(NODE_ARGS.lock().unwrap_or_else(|p| p.into_inner()).iter());
     spawn_proc(name, cmd, logdir, "acp-relay: REST API ", "/status", wait).await
 }
 

@@ -56,6 +56,30 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// A JSON body as its text, for endpoints that check signatures over exactly what was sent
+/// (numbers as written). Empty bodies read as `{}`; text that is not UTF-8 is a 400.
+pub struct JsonText(pub String);
+
+impl<S: Send + Sync> FromRequest<S> for JsonText {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                NodeError::new(ErrorCode::MsgTooLarge, "request body too large")
+            } else {
+                NodeError::invalid(format!("cannot read request body: {rejection}"))
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonText("{}".into()));
+        }
+        String::from_utf8(bytes.to_vec())
+            .map(JsonText)
+            .map_err(|_| ApiError(NodeError::invalid("request body is not UTF-8 text")))
+    }
+}
+
 /// A JSON object body: anything else is a 400.
 pub struct JsonObject(pub Value);
 

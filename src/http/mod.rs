@@ -10,6 +10,7 @@ pub mod body_limit;
 mod card;
 mod extract;
 pub mod guard;
+mod identity;
 mod messages;
 pub mod origin;
 mod peers;
@@ -52,6 +53,20 @@ pub fn router(node: Node) -> Router {
         .route("/peers/connect", post(peers::connect))
         .route("/connect", post(peers::connect))
         .route("/peers/{id}", get(peers::one).delete(peers::remove))
+        .route("/peers/{id}/accept-key", post(identity::accept_key))
+        .route("/.well-known/did.json", get(identity::did_document))
+        .route("/.well-known/jwks.json", get(identity::jwks))
+        .route(
+            "/verify/card",
+            get(identity::self_verification).post(identity::verify_card),
+        )
+        .route("/peer/verify", get(identity::peer_verify))
+        .route("/identity/delegate", post(identity::delegate))
+        .route("/identity/delegation", get(identity::delegation))
+        .route(
+            "/identity/delegation/verify",
+            post(identity::verify_delegation),
+        )
         .route("/message:send", post(messages::send))
         .route("/send", post(messages::legacy_send))
         .route("/peer/{id}/send", post(messages::peer_send))

@@ -1,4 +1,4 @@
-//! Peers: list, one, connect.
+//! Peers: list, one, connect (optionally accepting a peer's new key).
 
 use axum::Json;
 use axum::extract::State;
@@ -32,6 +32,14 @@ pub async fn connect(
     let name = opt_str(&obj, "name")?;
     if name.as_ref().is_some_and(|n| n.len() > 128) {
         return Err(NodeError::invalid("'name' is longer than 128 characters").into());
+    }
+    let accept = match obj.get("accept_new_key") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(NodeError::invalid("'accept_new_key' must be a boolean").into()),
+    };
+    if accept {
+        node.accept_key_of_link(&link)?;
     }
     Ok(Json(node.connect(&link, name.as_deref())?))
 }

@@ -11,13 +11,6 @@ use crate::node::error::{ErrorCode, NodeError};
 
 /// Paths of the reference that are not implemented yet.
 pub const NOT_YET: &[&str] = &[
-    "/.well-known/did.json",
-    "/.well-known/jwks.json",
-    "/identity/delegate",
-    "/identity/delegation",
-    "/identity/delegation/verify",
-    "/peer/verify",
-    "/verify/card",
     "/extensions",
     "/extensions/register",
     "/webhooks/register",

@@ -8,11 +8,18 @@ use serde_json::Value;
 /// Arguments of `acp_connect`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ConnectArgs {
-    /// The other agent's link, exactly as they shared it: `acp://host:port/tok_…`.
+    /// The other agent's link, exactly as they shared it: `acp://host:port/tok_…` (it may
+    /// end in `?did=…`, the agent's key). With accept_new_key it may instead be the id or
+    /// name of a known peer (from acp_peers), e.g. one that connected to you.
     pub link: String,
     /// Optional short name to remember this peer by (defaults to the agent's own name).
     #[serde(default)]
     pub name: Option<String>,
+    /// Accept the new key this peer presented in place of the one pinned for it (acp_peers
+    /// shows it under identity.key_change). Only after the user confirmed, out of band, that
+    /// the other agent really changed its key: otherwise it may be an impostor.
+    #[serde(default)]
+    pub accept_new_key: Option<bool>,
 }
 
 /// A file attached to a message by URL (ACP never inlines file bytes).
@@ -219,6 +226,11 @@ pub struct ReceivedMessage {
     pub task_id: Option<String>,
     /// Sender's timestamp (ISO-8601).
     pub ts: String,
+    /// Whether the message carries a valid Ed25519 signature by the key this peer proved
+    /// (and that is pinned for it): true means it really comes from `sender_did`.
+    pub verified: bool,
+    /// The sender's did (did:acp) when the message is verified.
+    pub sender_did: Option<String>,
 }
 
 /// Result of `acp_receive`.
@@ -272,6 +284,10 @@ pub struct ConnectResult {
     pub link: String,
     /// Last connection error while not connected (the node keeps retrying).
     pub last_error: Option<String>,
+    /// The peer's did (did:acp), once it presented a verified key.
+    pub did: Option<String>,
+    /// Whether the live connection's peer proved the key pinned for it.
+    pub verified: bool,
 }
 
 /// A JSON object result (peers, status, card, tasks): kept as JSON.

@@ -86,6 +86,11 @@ macro_rules! node_try {
 }
 
 fn message_view(m: &MessageRow) -> ReceivedMessage {
+    let verified = m.frame.get("_ed25519_verified") == Some(&Value::Bool(true));
+    let sender_did = m.frame["identity"]["public_key"]
+        .as_str()
+        .filter(|_| verified)
+        .map(|k| format!("did:acp:{k}"));
     let parts: Vec<Value> = m
         .frame
         .get("parts")
@@ -108,6 +113,8 @@ fn message_view(m: &MessageRow) -> ReceivedMessage {
         context_id: m.context_id.clone(),
         task_id: m.task_id.clone(),
         ts: m.ts.clone(),
+        verified,
+        sender_did,
     }
 }
 
@@ -160,6 +167,20 @@ impl AcpMcp {
     )]
     async fn acp_connect(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
         let args: ConnectArgs = args!(args);
+        if args.accept_new_key == Some(true) {
+            if crate::wire::link::Link::parse(&args.link).is_ok() {
+                node_try!(self.node.accept_key_of_link(&args.link));
+            } else {
+                // A peer that dialled us has no link: accept by id or name.
+                let r = node_try!(self.node.accept_peer_key(&args.link, None));
+                let id = r["peer_id"].as_str().unwrap_or_default().to_owned();
+                let summary = format!(
+                    "Accepted the new key of {id}: {}.",
+                    r["pinned_did"].as_str().unwrap_or("no key")
+                );
+                return ok(summary, &as_object(r));
+            }
+        }
         let r = node_try!(self.node.connect(&args.link, args.name.as_deref()));
         let peer_id = r["peer_id"].as_str().unwrap_or_default().to_owned();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -173,9 +194,19 @@ impl AcpMcp {
             connected: peer["connected"] == true,
             link: r["connecting_to"].as_str().unwrap_or_default().to_owned(),
             last_error: peer["last_error"].as_str().map(str::to_owned),
+            did: peer["did"].as_str().map(str::to_owned),
+            verified: peer["verified"] == true,
         };
         let summary = if result.connected {
-            format!("Connected to {} ({}).", result.name, result.peer_id)
+            format!(
+                "Connected to {} ({}), {}.",
+                result.name,
+                result.peer_id,
+                match (&result.did, result.verified) {
+                    (Some(d), true) => format!("verified as {d}"),
+                    _ => "identity NOT verified".to_owned(),
+                }
+            )
         } else {
             format!(
                 "Not connected yet to {} ({}); the node keeps retrying.{}",
@@ -320,9 +351,14 @@ impl AcpMcp {
                     .iter()
                     .map(|m| {
                         format!(
-                            "[{}] {}: {}",
+                            "[{}] {}{}: {}",
                             m.message_id,
                             m.from.as_deref().unwrap_or("?"),
+                            if m.verified {
+                                " (verified)"
+                            } else {
+                                " (unverified)"
+                            },
                             m.text
                         )
                     })
@@ -341,7 +377,7 @@ impl AcpMcp {
     }
 
     #[tool(
-        description = "List the agents this node knows: id, name, whether connected, message counts, offline-queue depth and last connection error.",
+        description = "List the agents this node knows: id, name, whether connected, its did and whether its identity is verified (a key change refused for safety shows under identity.key_change), message counts, offline-queue depth and last connection error.",
         input_schema = rmcp::handler::server::common::schema_for_empty_input(),
         annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
@@ -360,12 +396,36 @@ impl AcpMcp {
                 p["agent_card"] = json!({"name": card["name"], "description": card["description"], "skills": skills});
             }
         }
-        let summary = format!("{} peer(s), {} connected.", peers["count"], peers["active"]);
+        let lines: Vec<String> = peers["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                let who = match (p["did"].as_str(), p["verified"] == true) {
+                    (Some(d), true) => format!("verified {d}"),
+                    (Some(d), false) => format!("pinned {d}, not verified now"),
+                    (None, _) => "identity unknown".to_owned(),
+                };
+                let warn = if p["identity"]["key_change"].is_object() {
+                    " — KEY CHANGED, connection refused; accept only if the user confirms (acp_connect with accept_new_key)"
+                } else {
+                    ""
+                };
+                format!("{} ({}): {}{warn}", p["name"].as_str().unwrap_or("?"), p["id"].as_str().unwrap_or("?"), who)
+            })
+            .collect();
+        let summary = format!(
+            "{} peer(s), {} connected.{}{}",
+            peers["count"],
+            peers["active"],
+            if lines.is_empty() { "" } else { "\n" },
+            lines.join("\n")
+        );
         ok(summary, &as_object(peers))
     }
 
     #[tool(
-        description = "Status of this agent's node: name, link, ports, connected peers, unread messages, counters.",
+        description = "Status of this agent's node: name, its did (who it is to others), link, ports, connected peers, unread messages, counters.",
         input_schema = rmcp::handler::server::common::schema_for_empty_input(),
         annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
@@ -379,8 +439,9 @@ impl AcpMcp {
             obj.remove("peer_card");
         }
         let summary = format!(
-            "{} — {} peer(s) connected, {} unread; link {}.",
+            "{} ({}) — {} peer(s) connected, {} unread; link {}.",
             self.node.name(),
+            self.node.identity().did_acp(),
             status["peer_count"],
             status["unread"],
             self.node.link()
@@ -541,13 +602,20 @@ impl AcpMcp {
     }
 
     #[tool(
-        description = "Get this agent's card (name, description, skills, capabilities) and the connected peer's card.",
+        description = "Get this agent's card (name, description, skills, capabilities, signed identity) and the connected peer's card, with this agent's did and each peer's verified did.",
         input_schema = rmcp::handler::server::common::schema_for_empty_input(),
         annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn acp_card_get(&self) -> ToolResult {
         let doc = self.node.card_document();
-        ok(format!("Card of {}.", self.node.name()), &as_object(doc))
+        ok(
+            format!(
+                "Card of {} ({}).",
+                self.node.name(),
+                self.node.identity().did_acp()
+            ),
+            &as_object(doc),
+        )
     }
 
     #[tool(

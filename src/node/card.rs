@@ -59,6 +59,13 @@ pub struct Card {
     pub base_skills: Vec<String>,
     /// Run-time edits.
     pub edits: CardEdits,
+    /// The card's `identity` block (key, dids, delegation entries), without `card_sig`: the
+    /// node signs the whole card each time it is built.
+    pub identity: Value,
+    /// Whether outbound frames are Ed25519-signed.
+    pub sign_frames: bool,
+    /// HMAC replay window, seconds (a trust signal).
+    pub hmac_window: u64,
 }
 
 /// Normalizes one skill (a string or an object) to the reference's structured form.
@@ -128,7 +135,7 @@ impl Card {
             "http_port": self.http_port,
             "timestamp": now_iso(),
             "transport_modes": ["p2p"],
-            "supported_interfaces": ["core", "p2p", "stream", "task"],
+            "supported_interfaces": ["core", "identity", "p2p", "stream", "task"],
             "limitations": self.edits.limitations.clone().unwrap_or_default(),
             "skills": self.skills(),
             "capabilities": {
@@ -144,13 +151,13 @@ impl Card {
                 "lan_discovery": false,
                 "context_id": true,
                 "error_codes": true,
-                "identity": "none",
-                "did_identity": false,
+                "identity": "ed25519",
+                "did_identity": true,
                 "availability": self.availability().is_some(),
                 "extensions": false,
                 "http2": false,
-                "card_sig": false,
-                "auto_card_verify": false,
+                "card_sig": true,
+                "auto_card_verify": true,
                 "offline_queue": true,
                 "lan_port_scan": false,
                 "supported_transports": ["http", "ws"],
@@ -158,19 +165,24 @@ impl Card {
                 "task_cancelling": true,
                 "ws_stream": false,
                 "event_replay": true,
-                "trust_signals": false,
+                "trust_signals": true,
                 "context_query": true,
-                "delegation_chain": false,
+                "delegation_chain": self.delegation_count() > 0,
                 "availability_schedule": false,
-                "trust_jwks": false,
+                "trust_jwks": true,
                 "durable_store": true,
                 "delivery_ack": true,
+                // acp-relay's own: a dialler may challenge this node to prove its key, and
+                // its frames carry Ed25519 signatures unless turned off.
+                "identity_challenge": true,
+                "frame_signatures": self.sign_frames,
+                "key_pinning": true,
             },
-            "identity": null,
+            "identity": self.identity,
             "trust": {
                 "scheme": if self.hmac { "hmac-sha256" } else { "none" },
                 "enabled": self.hmac,
-                "signals": [],
+                "signals": self.trust_signals(),
             },
             "auth": {"schemes": [if self.bearer_auth { "bearer" } else { "none" }]},
             "endpoints": {
@@ -178,13 +190,20 @@ impl Card {
                 "stream": "/stream",
                 "tasks": "/tasks",
                 "agent_card": "/.well-known/acp.json",
+                "did_document": "/.well-known/did.json",
                 "skills_query": "/skills/query",
                 "skills": "/skills",
                 "peers": "/peers",
                 "peer_send": "/peer/{id}/send",
                 "peers_connect": "/peers/connect",
                 "offline_queue": "/offline-queue",
+                "verify_card": "/verify/card",
+                "peer_verify": "/peer/verify",
+                "delegate": "/identity/delegate",
+                "delegation": "/identity/delegation",
+                "delegation_verify": "/identity/delegation/verify",
                 "availability": "/availability",
+                "jwks": "/.well-known/jwks.json",
             },
             "extensions": [],
         });
@@ -192,6 +211,66 @@ impl Card {
             obj.insert("availability".into(), avail);
         }
         card
+    }
+
+    fn delegation_count(&self) -> usize {
+        self.identity
+            .get("delegation")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len)
+    }
+
+    /// `trust.signals`: the reference's list of trust evidence (A2A #1628), each honest
+    /// about this node.
+    fn trust_signals(&self) -> Value {
+        let did_acp = self.identity.get("did_acp").cloned().unwrap_or(Value::Null);
+        let did_key = self.identity.get("did_key").cloned().unwrap_or(Value::Null);
+        json!([
+            {
+                "type": "hmac_message_signing",
+                "enabled": self.hmac,
+                "description": "HMAC-SHA256 message signing with a shared secret (--secret): each frame carries `sig`.",
+                "details": if self.hmac { json!({"algorithm": "hmac-sha256"}) } else { json!({}) },
+            },
+            {
+                "type": "ed25519_identity",
+                "enabled": true,
+                "description": "Ed25519 keypair with a self-sovereign DID, generated locally and kept in the node's data dir.",
+                "details": {"scheme": "ed25519", "did_acp": did_acp, "did": did_key},
+            },
+            {
+                "type": "agent_card_signature",
+                "enabled": true,
+                "description": "The AgentCard is self-signed with the node's Ed25519 key; anyone can verify it without a CA.",
+                "details": {"algorithm": "ed25519", "field": "identity.card_sig"},
+            },
+            {
+                "type": "peer_card_verification",
+                "enabled": true,
+                "description": "Peers' AgentCards are verified on connection and their keys pinned; result at GET /peer/verify.",
+                "details": {"endpoint": "/peer/verify"},
+            },
+            {
+                "type": "replay_window",
+                "enabled": self.hmac,
+                "description": "HMAC-signed frames outside the replay window are refused.",
+                "details": if self.hmac { json!({"window_seconds": self.hmac_window}) } else { json!({}) },
+            },
+            {
+                "type": "did_document",
+                "enabled": true,
+                "description": "W3C DID Document at /.well-known/did.json (Ed25519VerificationKey2020 and the ACPRelay service).",
+                "details": {"endpoint": "/.well-known/did.json", "did": did_acp},
+            },
+            {
+                "type": "jwks",
+                "enabled": true,
+                "description": "The Ed25519 public key as a JWK Set at /.well-known/jwks.json (RFC 7517).",
+                "jwks_uri": "/.well-known/jwks.json",
+                "alg": "EdDSA",
+                "details": {"endpoint": "/.well-known/jwks.json", "alg": "EdDSA", "kty": "OKP", "crv": "Ed25519"},
+            },
+        ])
     }
 
     /// Applies a PATCH body. Accepts the reference's `availability` block (same whitelist and

@@ -194,7 +194,9 @@ impl Node {
         })
     }
 
-    /// Signs a frame in place when a secret is configured.
+    /// Signs a frame in place: HMAC (`sig`) when a secret is configured, then the Ed25519
+    /// `identity` block over the frame including `sig` (the reference's order), unless
+    /// `--no-sign-frames`.
     pub(crate) fn sign_frame(&self, frame: &mut Map<String, Value>) {
         if let Some(signer) = self.signer() {
             let id = frame
@@ -208,6 +210,9 @@ impl Node {
                 .unwrap_or("")
                 .to_owned();
             frame.insert("sig".into(), Value::from(signer.sign(&id, &ts)));
+        }
+        if self.inner.config.sign_frames {
+            self.inner.identity.sign_frame(frame);
         }
     }
 
@@ -834,10 +839,13 @@ impl Node {
 
     /// With a secret, stamps a frame that is sent again (from the offline queue, or as an
     /// unconfirmed re-send) with the time now and signs it again: its first `ts` may be
-    /// older than the receiver's replay window by now.
+    /// older than the receiver's replay window by now. Signs it again with Ed25519 too.
     fn sign_again(&self, frame: &mut Map<String, Value>) {
         if self.signer().is_some() {
             frame.insert("ts".into(), json!(now_iso()));
+        }
+        // A changed frame (`_was_queued`, a new `ts`) needs a new Ed25519 signature too.
+        if self.signer().is_some() || self.inner.config.sign_frames {
             self.sign_frame(frame);
         }
     }
@@ -916,7 +924,8 @@ impl Node {
         peers
             .peers
             .get(peer_id)
-            .filter(|p| p.record.dialed && !p.record.removed)
+            // A refused key change stops the dialling until the user accepts the new key.
+            .filter(|p| p.record.dialed && !p.record.removed && p.record.key_change.is_none())
             .and_then(|p| p.record.link.clone())
     }
 
@@ -963,6 +972,9 @@ impl Node {
                         removed: false,
                         acked_seq: 0,
                         ack_since: 0,
+                        pinned_key: None,
+                        pinned_at: None,
+                        key_change: None,
                     };
                     peers
                         .peers

@@ -50,6 +50,10 @@ pub enum ErrorCode {
     /// was not queued, and the MCP hint for it speaks of an absent peer); 429 because the
     /// request is fine and may succeed later, once a peer leaves or the cap is raised.
     TooManyPeers,
+    /// A peer presented another key than the one pinned for it (or than its link names);
+    /// refused until the user accepts the new key. 409: the request is well-formed, but it
+    /// conflicts with what this node knows about the peer.
+    KeyMismatch,
     /// The endpoint exists in the protocol but this node does not implement it yet.
     NotSupported,
     /// The HTTP method is not allowed on this path.
@@ -85,6 +89,7 @@ impl ErrorCode {
             ErrorCode::InvalidTransition => "ERR_INVALID_REQUEST",
             ErrorCode::QueueFull => "ERR_QUEUE_FULL",
             ErrorCode::TooManyPeers => "ERR_TOO_MANY_PEERS",
+            ErrorCode::KeyMismatch => "ERR_KEY_MISMATCH",
             ErrorCode::NotSupported => "ERR_NOT_SUPPORTED",
             ErrorCode::MethodNotAllowed => "ERR_METHOD_NOT_ALLOWED",
             ErrorCode::ShuttingDown => "ERR_SHUTTING_DOWN",
@@ -108,7 +113,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Timeout => 408,
-            ErrorCode::InvalidTransition => 409,
+            ErrorCode::InvalidTransition | ErrorCode::KeyMismatch => 409,
             ErrorCode::MsgTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::QueueFull | ErrorCode::TooManyPeers => 429,

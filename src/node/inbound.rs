@@ -1,4 +1,5 @@
-//! Frames from peers: signature check, dedup, storage, task bookkeeping, replies, cards.
+//! Frames from peers: signature checks (HMAC, and Ed25519 against the peer's verified key),
+//! dedup, storage, task bookkeeping, replies, cards.
 //! A bad frame is counted and logged, never fatal: the connection and the node carry on.
 
 use std::sync::Arc;
@@ -42,15 +43,52 @@ impl Node {
             Ok(f) => f,
             Err(e) => return self.reject(peer_id, &e.to_string()),
         };
+        // The Ed25519 identity block, on any frame that carries one: a frame signed by the
+        // peer's verified key is marked so; a wrong signature (or another key) is refused.
+        let mut parsed = parsed;
+        let mut spliced = None;
+        let mut rewritten = false;
+        if let Inbound::Message(map)
+        | Inbound::Reply(map)
+        | Inbound::TaskUpdated(map)
+        | Inbound::TaskDelegate(map)
+        | Inbound::Other(map) = &mut parsed
+        {
+            let mark = self.ed25519_mark(peer_id, text, map);
+            // Marks are ours to set: a peer's own claim of one is dropped.
+            let forged = map.remove("_ed25519_verified").is_some()
+                | map.remove("_ed25519_invalid").is_some();
+            rewritten = forged;
+            match mark {
+                Err(why) => return self.reject(peer_id, &why),
+                Ok(mark) => {
+                    if let Some(field) = mark.field() {
+                        map.insert(field.into(), Value::Bool(true));
+                        // A message is stored as received plus the mark, spliced into the
+                        // text rather than serialized again.
+                        spliced = Some(splice_mark(text, field));
+                    }
+                }
+            }
+        }
+        let raw = match &spliced {
+            _ if rewritten => None,
+            None => Some(text),
+            Some(s) => s.as_deref(),
+        };
         match parsed {
             Inbound::AgentCard(card) if card.is_object() => {
-                self.record_card(peer_id, card);
+                if self.recheck_card(peer_id, text) {
+                    self.record_card(peer_id, card);
+                }
                 FrameOutcome::Continue
             }
             Inbound::AgentCard(_) => {
                 self.reject(peer_id, "acp.agent_card whose card is not an object")
             }
-            Inbound::Message(map) => self.on_message(peer_id, map, Some(text)),
+            // Answers to a challenge are read during the handshake; a late one means nothing.
+            Inbound::ChallengeResponse(_) => FrameOutcome::Continue,
+            Inbound::Message(map) => self.on_message(peer_id, map, raw),
             Inbound::Ack(ids) => {
                 self.on_ack(peer_id, &ids);
                 FrameOutcome::Continue
@@ -204,6 +242,8 @@ impl Node {
             "task_id",
             "server_seq",
             "_sig_invalid",
+            "_ed25519_verified",
+            "_ed25519_invalid",
         ] {
             if let Some(v) = map.get(key) {
                 entry.insert(key.into(), v.clone());
@@ -355,5 +395,28 @@ impl Node {
         self.inner.events.emit("message", ev);
         self.inner.inbox_notify.notify_waiters();
         FrameOutcome::Message(message_id)
+    }
+}
+
+/// The frame text with `"<field>":true` added as its last member (the frame is a non-empty
+/// object: it has an identity block), or none if the text does not end like an object.
+fn splice_mark(text: &str, field: &str) -> Option<String> {
+    let end = text.trim_end();
+    let body = end.strip_suffix('}')?;
+    Some(format!("{body},\"{field}\":true}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::splice_mark;
+
+    #[test]
+    fn a_mark_is_spliced_into_the_text() {
+        let text = r#"{"a":1,"identity":{"sig":"x"}} "#;
+        let out = splice_mark(text, "_ed25519_verified").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["_ed25519_verified"], true);
+        assert_eq!(v["a"], 1);
+        assert!(splice_mark("[1]", "x").is_none());
     }
 }

@@ -5,13 +5,15 @@
 //! `unconfirmed` (what a peer has not confirmed storing: re-sent after a reconnect),
 //! `events` (event log), `store` (SQLite), `wal_vfs` (one write per commit's WAL frames),
 //! `error` (codes), and the operations split by concern: `deliver` (sending), `inbound`
-//! (frames from peers), `tasks` (task operations), `history` (reading messages back).
+//! (frames from peers), `tasks` (task operations), `history` (reading messages back),
+//! `identity` (this node's key and dids, peers' verified keys and their pins, delegation).
 
 pub mod card;
 mod deliver;
 pub mod error;
 pub mod events;
 mod history;
+pub mod identity;
 pub mod ids;
 mod inbound;
 pub mod message;
@@ -38,6 +40,7 @@ pub use inbound::FrameOutcome;
 pub use tasks::TaskQuery;
 
 use crate::config::Config;
+use crate::wire::identity::Identity;
 use crate::wire::link::Link;
 use crate::wire::sign::Signer;
 use card::{Card, CardEdits};
@@ -119,6 +122,10 @@ pub(crate) struct Inner {
     pub(crate) queue_seq: AtomicU64,
     pub(crate) sync_pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
     pub(crate) signer: Option<Signer>,
+    /// This node's Ed25519 keypair (its did).
+    pub(crate) identity: Identity,
+    /// Signed delegation entries this node holds (persisted in `meta`).
+    pub(crate) delegation: Mutex<Vec<Value>>,
     pub(crate) counters: Counters,
     pub(crate) shutdown: CancellationToken,
     pub(crate) background: TaskTracker,
@@ -180,7 +187,22 @@ impl Node {
         for (id, seq) in &restored.recent_outbound {
             sent.insert(id, *seq);
         }
+        let identity_path = config
+            .identity_file
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("identity.json"));
+        let (identity, created) =
+            Identity::load_or_create(&identity_path).map_err(NodeError::internal)?;
+        tracing::info!(
+            did = identity.did_acp(),
+            file = %identity_path.display(),
+            "{} Ed25519 identity",
+            if created { "created" } else { "loaded" }
+        );
         let card = Card {
+            identity: identity.card_block(&restored.delegation),
+            sign_frames: config.sign_frames,
+            hmac_window: config.hmac_window,
             name: config.name.clone(),
             http_port: config.http_port,
             max_msg_bytes: config.max_msg_size,
@@ -222,6 +244,8 @@ impl Node {
             queue_seq: AtomicU64::new(restored.queue_seq),
             sync_pending: Mutex::new(HashMap::new()),
             signer,
+            identity,
+            delegation: Mutex::new(restored.delegation),
             counters: Counters::default(),
             shutdown: CancellationToken::new(),
             background: TaskTracker::new(),
@@ -306,6 +330,7 @@ impl Node {
             host: self.inner.link_host.clone(),
             port: self.ws_port(),
             token: self.inner.token.clone(),
+            did: Some(self.identity().did_acp().to_owned()),
         }
         .to_string()
     }
@@ -315,13 +340,16 @@ impl Node {
         self.inner.signer.as_ref()
     }
 
-    /// The AgentCard JSON.
+    /// The AgentCard JSON, signed (`identity.card_sig`).
     pub fn card(&self) -> Value {
-        self.inner
+        let mut card = self
+            .inner
             .card
             .read()
             .map(|c| c.to_json())
-            .unwrap_or(Value::Null)
+            .unwrap_or(Value::Null);
+        self.inner.identity.sign_card(&mut card);
+        card
     }
 
     /// `/.well-known/acp.json`: our card and the card of the (first connected) peer.
@@ -336,20 +364,26 @@ impl Node {
                 .or_else(|| peers.active().find(|p| p.record.agent_card.is_some()))
                 .and_then(|p| p.record.agent_card.clone())
         };
-        json!({"self": self.card(), "peer": peer_card})
+        json!({
+            "self": self.card(),
+            "peer": peer_card,
+            "did": self.inner.identity.did_acp(),
+            "peer_identity": self.peer_identity_summary(),
+        })
     }
 
     /// Applies a card PATCH and persists it; returns the new card.
     pub fn patch_card(&self, body: &Value) -> NodeResult<Value> {
-        let (card, edits) = {
+        let edits = {
             let mut card = self
                 .inner
                 .card
                 .write()
                 .map_err(|_| NodeError::internal("card lock poisoned"))?;
             card.apply_patch(body)?;
-            (card.to_json(), card.edits.clone())
+            card.edits.clone()
         };
+        let card = self.card();
         self.inner.store.write(WriteOp::SetMeta {
             key: "card_edits".into(),
             value: serde_json::to_string(&edits).unwrap_or_default(),
@@ -436,6 +470,8 @@ impl Node {
             "limitations": [],
             "connection_type": "host",
             "hmac_enabled": self.inner.signer.is_some(),
+            "did": self.inner.identity.did_acp(),
+            "identity": self.identity_status(),
             "data_dir": self.inner.config.data_dir,
             "offline_queue_limit": self.inner.config.offline_queue_limit,
         })
@@ -516,6 +552,9 @@ impl Node {
                     removed: false,
                     acked_seq: 0,
                     ack_since: 0,
+                    pinned_key: None,
+                    pinned_at: None,
+                    key_change: None,
                 };
                 let display = record.name.clone();
                 peers.peers.insert(id.clone(), Peer::new(record));
@@ -723,6 +762,7 @@ fn default_link_host() -> String {
 /// Everything loaded from the store at start-up.
 struct Restored {
     token: Option<String>,
+    delegation: Vec<Value>,
     card_edits: CardEdits,
     peers: Vec<PeerRecord>,
     peer_counter: u64,
@@ -740,6 +780,9 @@ struct Restored {
 
 fn restore(conn: &rusqlite::Connection) -> rusqlite::Result<Restored> {
     let token = store::get_meta(conn, "token")?;
+    let delegation = store::get_meta(conn, "delegation_chain")?
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
     let card_edits = store::get_meta(conn, "card_edits")?
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or_default();
@@ -836,6 +879,7 @@ fn restore(conn: &rusqlite::Connection) -> rusqlite::Result<Restored> {
         conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
     Ok(Restored {
         token,
+        delegation,
         card_edits,
         peers,
         peer_counter,

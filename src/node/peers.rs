@@ -65,6 +65,36 @@ pub struct PeerRecord {
     /// older messages were never confirmable, so they are not shown as delivered.
     #[serde(default)]
     pub ack_since: i64,
+    /// The peer's Ed25519 public key (base64url), pinned on the first verified contact: a
+    /// later connection presenting another key is refused until the user accepts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_key: Option<String>,
+    /// When the key was pinned (or last accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_at: Option<String>,
+    /// A refused key change, waiting for the user's decision (kept across restarts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_change: Option<KeyChange>,
+}
+
+/// A connection that presented another key than the pinned one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyChange {
+    /// The key presented (base64url); none when the peer presented no signed card at all.
+    pub presented_key: Option<String>,
+    /// When it was seen (the latest attempt).
+    pub seen_at: String,
+}
+
+/// Who the peer on the current (or last) connection proved to be.
+#[derive(Debug, Clone, Default)]
+pub struct LiveIdentity {
+    /// The key its card was verified with; none for an unsigned card.
+    pub key: Option<ed25519_dalek::VerifyingKey>,
+    /// Whether it also answered a fresh challenge with that key (a card can be replayed).
+    pub proven: bool,
+    /// The last check of its card: what `/peer/verify` reports.
+    pub card: Option<crate::wire::identity::CardCheck>,
 }
 
 /// A peer entry: the record plus live state.
@@ -86,6 +116,8 @@ pub struct Peer {
     pub last_error: Option<String>,
     /// Messages handed (or queued) to the peer that it has not confirmed yet.
     pub unconfirmed: super::unconfirmed::Unconfirmed,
+    /// Identity verified at the handshake of the current or last connection.
+    pub identity: LiveIdentity,
 }
 
 impl Peer {
@@ -100,7 +132,51 @@ impl Peer {
             attempts: 0,
             last_error: None,
             unconfirmed: Default::default(),
+            identity: LiveIdentity::default(),
         }
+    }
+
+    /// The peer's did: the one it proved on this connection, else the pinned one.
+    pub fn did(&self) -> Option<String> {
+        self.identity
+            .key
+            .as_ref()
+            .map(crate::wire::did::did_acp)
+            .or_else(|| {
+                self.record
+                    .pinned_key
+                    .as_deref()
+                    .map(|k| format!("did:acp:{k}"))
+            })
+    }
+
+    /// Whether frames on the live connection can be attributed: its card was verified with
+    /// the pinned key.
+    pub fn verified(&self) -> bool {
+        self.connected
+            && self.identity.key.as_ref().is_some_and(|k| {
+                self.record.pinned_key.as_deref() == Some(&crate::wire::did::public_key_text(k))
+            })
+    }
+
+    /// The identity part of the `/peers` entry.
+    pub fn identity_json(&self) -> Value {
+        let change = self.record.key_change.as_ref().map(|c| {
+            json!({
+                "presented_did": c.presented_key.as_deref().map(|k| format!("did:acp:{k}")),
+                "seen_at": c.seen_at,
+                "accept": format!("POST /peers/{}/accept-key", self.record.id),
+            })
+        });
+        json!({
+            "did": self.did(),
+            "verified": self.verified(),
+            "proven": self.connected && self.identity.proven,
+            "pinned_did": self.record.pinned_key.as_deref().map(|k| format!("did:acp:{k}")),
+            "pinned_at": self.record.pinned_at,
+            "card_valid": self.identity.card.as_ref().map(|c| c.valid),
+            "key_change": change,
+        })
     }
 
     /// Whether the peer confirms what it stored (`capabilities.delivery_ack` in its card):
@@ -151,6 +227,9 @@ impl Peer {
             "unconfirmed": self.unconfirmed.len(),
             "reconnect_attempts": self.attempts,
             "last_error": self.last_error,
+            "did": self.did(),
+            "verified": self.verified(),
+            "identity": self.identity_json(),
         })
     }
 }

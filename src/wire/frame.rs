@@ -24,6 +24,9 @@ pub enum Inbound {
     /// `acp.ack`: the peer has committed these messages to its store (acp-relay peers only,
     /// negotiated by `capabilities.delivery_ack` in the card).
     Ack(Vec<String>),
+    /// `acp.challenge_response`: a host's proof that it holds its key (read during the
+    /// dialler's handshake; one arriving later is ignored).
+    ChallengeResponse(Map<String, Value>),
     /// Any other object (a "legacy" frame of the reference).
     Other(Map<String, Value>),
 }
@@ -79,6 +82,7 @@ pub fn parse(text: &str, max_size: usize) -> Result<Inbound, FrameError> {
                 .unwrap_or_default(),
         ),
         "acp.message" => Inbound::Message(map),
+        "acp.challenge_response" => Inbound::ChallengeResponse(map),
         _ if map.get("parts").is_some_and(Value::is_array) => Inbound::Message(map),
         _ => Inbound::Other(map),
     })
@@ -87,6 +91,14 @@ pub fn parse(text: &str, max_size: usize) -> Result<Inbound, FrameError> {
 /// The card frame both sides send right after the connection opens.
 pub fn agent_card(card: &Value) -> Value {
     json!({"type": "acp.agent_card", "message_id": make_id("card"), "ts": now_iso(), "card": card})
+}
+
+/// The card frame a dialler sends, asking the host to sign `nonce` with its key (the
+/// `challenge` field is acp-relay's; the reference ignores it).
+pub fn agent_card_with_challenge(card: &Value, nonce: &str) -> Value {
+    let mut frame = agent_card(card);
+    frame["challenge"] = Value::from(nonce);
+    frame
 }
 
 /// The `task.updated` frame sent when a shared task changes here.
@@ -189,6 +201,7 @@ mod tests {
             Some("error") => "error",
             Some("acp.ack") => "ack",
             Some("acp.message") => "message",
+            Some("acp.challenge_response") => "challenge_response",
             _ if map.get("parts").is_some_and(Value::is_array) => "message",
             _ => "other",
         }
@@ -204,6 +217,7 @@ mod tests {
             Inbound::TaskDelegate(m) => ("task_delegate", Value::Object(m)),
             Inbound::Error(m) => ("error", Value::Object(m)),
             Inbound::Other(m) => ("other", Value::Object(m)),
+            Inbound::ChallengeResponse(m) => ("challenge_response", Value::Object(m)),
             Inbound::Ack(ids) => ("ack", json!(ids)),
         }
     }

@@ -1,6 +1,11 @@
 //! `acp://host:port/token` links: parsing, formatting and the token check a host does on
 //! every dialling peer. A link is the whole address of a node, so its parser is strict and
 //! its errors say exactly what is wrong.
+//!
+//! A link may also name the host's key: `acp://host:port/token?did=did:acp:…` (or a
+//! did:key). A dialler holding such a link makes the host prove it holds that key. The
+//! reference's parser reads the token from the path and ignores the query, so it dials such
+//! a link as it dials any other.
 
 use std::fmt;
 
@@ -13,6 +18,8 @@ pub struct Link {
     pub port: u16,
     /// The node's token (`tok_…`).
     pub token: String,
+    /// The host's key as the link names it (`?did=`), normalized to its did:acp form.
+    pub did: Option<String>,
 }
 
 /// Longest link we accept; anything longer is garbage, not an address.
@@ -39,7 +46,9 @@ impl Link {
         })?;
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let token = path.trim_matches('/');
-        let token = token.split(['?', '#']).next().unwrap_or("");
+        let (token, after) = token.split_once(['?', '#']).unwrap_or((token, ""));
+        let did = did_param(after.split('#').next().unwrap_or(""))
+            .map_err(|e| format!("{e}: {text:?}"))?;
         if token.is_empty() {
             return Err(format!("link missing token: {text:?}"));
         }
@@ -59,6 +68,7 @@ impl Link {
             host,
             port,
             token: token.to_owned(),
+            did,
         })
     }
 
@@ -76,8 +86,49 @@ impl fmt::Display for Link {
             bracket(&self.host),
             self.port,
             self.token
-        )
+        )?;
+        if let Some(did) = &self.did {
+            write!(f, "?did={did}")?;
+        }
+        Ok(())
     }
+}
+
+/// The `did` parameter of a link's query (other parameters are ignored, for links of later
+/// versions), checked and normalized to did:acp.
+fn did_param(query: &str) -> Result<Option<String>, String> {
+    let mut found = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k != "did" {
+            continue;
+        }
+        if found.is_some() {
+            return Err("link names more than one did".into());
+        }
+        let v = percent_decode(v).ok_or("link did has a bad %-escape")?;
+        let key = crate::wire::did::parse_did(&v).map_err(|e| format!("link did: {e}"))?;
+        found = Some(crate::wire::did::did_acp(&key));
+    }
+    Ok(found)
+}
+
+/// `%XX` decoding (a did's `:` may come escaped), none for a malformed escape.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn bracket(host: &str) -> String {
@@ -176,6 +227,33 @@ mod tests {
         }
     }
 
+    const DID: &str = "did:acp:A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg";
+
+    #[test]
+    fn a_link_may_name_the_hosts_key() {
+        let text = format!("acp://127.0.0.1:7801/tok_a?did={DID}");
+        let link = Link::parse(&text).unwrap();
+        assert_eq!(link.token, "tok_a");
+        assert_eq!(link.did.as_deref(), Some(DID));
+        assert_eq!(link.to_string(), text);
+        assert_eq!(link.ws_url(), "ws://127.0.0.1:7801/tok_a");
+        // did:key and an escaped colon name the same key; other parameters are ignored.
+        let same = Link::parse(
+            "acp://127.0.0.1:7801/tok_a?x=1&did=did%3Akey%3Az6MkehRgf7yJbgaGfYsdoAsKdBPE3dj2CYhowQdcjqSJgvVd#frag",
+        )
+        .unwrap();
+        assert_eq!(same, link);
+        for bad in [
+            "acp://h:1/tok?did=did:acp:AAAA",
+            "acp://h:1/tok?did=",
+            "acp://h:1/tok?did=did:web:example.org",
+            "acp://h:1/tok?did=%zz",
+            &format!("acp://h:1/tok?did={DID}&did={DID}"),
+        ] {
+            assert!(Link::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn token_check_is_exact() {
         assert!(token_matches("/tok_abc", "tok_abc"));
@@ -216,7 +294,10 @@ mod tests {
                 prop_assert_eq!(Link::parse(&printed), Ok(link.clone()), "printed {}", printed);
                 prop_assert_eq!(
                     link.ws_url(),
-                    format!("ws://{}", printed.strip_prefix("acp://").unwrap_or_default())
+                    format!(
+                        "ws://{}",
+                        printed.strip_prefix("acp://").unwrap_or_default().split('?').next().unwrap_or_default()
+                    )
                 );
             }
         }
@@ -238,9 +319,28 @@ mod tests {
             let link = Link::parse(&raw).map_err(TestCaseError::fail)?;
             let port = port.unwrap_or(7801);
             prop_assert_eq!(link.ws_url(), format!("ws://{shown}:{port}/{token}"));
-            let want = Link { host, port, token };
+            let want = Link { host, port, token, did: None };
             prop_assert_eq!(&link, &want);
             prop_assert_eq!(Link::parse(&link.to_string()), Ok(want));
+        }
+
+        /// A link with a `?did=` (any key, any form, among other parameters) parses to that
+        /// key and prints back to itself; garbage after `did=` never panics.
+        #[test]
+        fn prop_link_with_did(
+            seed in any::<[u8; 32]>(),
+            as_key in any::<bool>(),
+            before in proptest::option::of("[a-z]{1,5}=[a-z0-9]{0,5}"),
+            garbage in any::<String>(),
+        ) {
+            let key = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+            let did = if as_key { crate::wire::did::did_key(&key) } else { crate::wire::did::did_acp(&key) };
+            let query = match before { Some(b) => format!("{b}&did={did}"), None => format!("did={did}") };
+            let link = Link::parse(&format!("acp://127.0.0.1:9/tok_x?{query}")).map_err(TestCaseError::fail)?;
+            let acp = crate::wire::did::did_acp(&key);
+            prop_assert_eq!(link.did.as_deref(), Some(acp.as_str()));
+            prop_assert_eq!(Link::parse(&link.to_string()), Ok(link.clone()));
+            let _ = Link::parse(&format!("acp://127.0.0.1:9/tok_x?did={garbage}"));
         }
 
         /// The token check never panics, accepts the token's own path (any slashes, any

@@ -1,6 +1,10 @@
-//! The peer protocol: links, frames, HMAC signing and the WebSocket connections themselves.
+//! The peer protocol: links, frames, signing (HMAC and Ed25519) and the WebSocket
+//! connections themselves.
 
+pub mod canonical;
+pub mod did;
 pub mod frame;
+pub mod identity;
 pub mod link;
 pub mod peer;
 pub mod sign;

@@ -20,7 +20,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 
 use super::frame;
+use super::identity as ed25519;
 use super::link::{Link, token_matches};
+use crate::node::error::ErrorCode;
+use crate::node::identity::HandshakeIdentity;
 use crate::node::peers::Outbound;
 use crate::node::{FrameOutcome, InboundAdmission, Node, PeerSlot};
 
@@ -183,6 +186,7 @@ struct Gate {
     evicted: LogLimit,
     paused: LogLimit,
     bad_token: LogLimit,
+    bad_identity: LogLimit,
     over_cap: LogLimit,
 }
 
@@ -304,6 +308,8 @@ struct Admitted {
     card: Option<serde_json::Value>,
     name: Option<String>,
     admission: InboundAdmission,
+    /// Who its card says it is, checked against its pin.
+    identity: HandshakeIdentity,
 }
 
 async fn accept_one(
@@ -338,6 +344,7 @@ async fn accept_one(
         card,
         name,
         admission,
+        identity,
     } = admitted;
     let (peer_id, slot, pending_first) = match admission {
         InboundAdmission::New(slot) => {
@@ -351,7 +358,10 @@ async fn accept_one(
             (id, None, Some(first))
         }
     };
-    tracing::info!(peer = %peer_id, %addr, name = name.as_deref().unwrap_or("?"), "peer connected (inbound)");
+    node.bind_identity(&peer_id, &identity, false);
+    tracing::info!(peer = %peer_id, %addr, name = name.as_deref().unwrap_or("?"),
+        did = identity.check.key.as_ref().map(super::did::did_acp).as_deref().unwrap_or("none"),
+        "peer connected (inbound)");
     run_session(
         node,
         peer_id,
@@ -425,6 +435,39 @@ async fn pre_auth(
         .and_then(|c| c.get("name"))
         .and_then(|n| n.as_str())
         .map(str::to_owned);
+    // Its card's signature and its key against the pin, before it takes a place.
+    let identity = match node.inbound_identity(name.as_deref(), &first, card.is_some()) {
+        Ok(id) => id,
+        Err(e) => {
+            let code = if e.code == ErrorCode::KeyMismatch {
+                "key_mismatch"
+            } else {
+                "invalid_card_signature"
+            };
+            if e.code != ErrorCode::KeyMismatch
+                && let Some(n) = gate.bad_identity.hit()
+            {
+                tracing::warn!(%addr, name = name.as_deref().unwrap_or("?"), refused = n,
+                    "peer refused: {} ({n} such refusals since the previous report; reported at most every {} s)", e.message, LOG_EVERY.as_secs());
+            }
+            let told = if code == "key_mismatch" {
+                format!(
+                    "this node has pinned another key for agent {:?}; its user must accept the new key",
+                    name.as_deref().unwrap_or("?")
+                )
+            } else {
+                e.message.clone()
+            };
+            refuse(
+                &mut ws,
+                serde_json::json!({"type": "error", "code": code, "message": told}),
+                CloseCode::Policy,
+                code,
+            )
+            .await;
+            return None;
+        }
+    };
     let admission = match node.admit_inbound(name.as_deref()) {
         Ok(a) => a,
         Err(e) => {
@@ -445,12 +488,20 @@ async fn pre_auth(
     if full && !send_card(node, &mut ws).await {
         return None;
     }
+    // A dialler that holds our key (from our link, or a pin) asked us to prove we hold it.
+    if let Some(nonce) = &identity.challenge {
+        let answer = node.identity().answer_challenge(nonce);
+        if ws.send(Message::text(answer.to_string())).await.is_err() {
+            return None;
+        }
+    }
     Some(Admitted {
         ws,
         first,
         card,
         name,
         admission,
+        identity,
     })
 }
 
@@ -568,8 +619,8 @@ async fn dial_once(node: &Node, peer_id: &str, link_text: &str, link: &Link) -> 
     // The host answers a wrong token only after the upgrade (an `error` frame), so the
     // connection counts as up — and the offline queue is handed over — only once the peer's
     // first frame is not a refusal.
-    let first = match handshake_dialled(node, &mut ws).await {
-        Ok(first) => first,
+    let (first, identity, proven) = match handshake_dialled(node, &mut ws, peer_id, link).await {
+        Ok(done) => done,
         Err(why) => {
             let n = node.note_dial_failure(peer_id, &why);
             tracing::warn!(peer = %peer_id, attempt = n, link = %link_text, "dial refused: {why}");
@@ -588,7 +639,10 @@ async fn dial_once(node: &Node, peer_id: &str, link_text: &str, link: &Link) -> 
             return false;
         }
     };
-    tracing::info!(peer = %peer_id, link = %link_text, "peer connected (dialled)");
+    node.bind_identity(peer_id, &identity, proven);
+    tracing::info!(peer = %peer_id, link = %link_text,
+        did = identity.check.key.as_ref().map(super::did::did_acp).as_deref().unwrap_or("none"),
+        proven, "peer connected (dialled)");
     let remote = Some(format!("{}:{}", link.host, link.port));
     run_session(
         node.clone(),
@@ -602,32 +656,68 @@ async fn dial_once(node: &Node, peer_id: &str, link_text: &str, link: &Link) -> 
     true
 }
 
-/// Sends our card on a freshly dialled connection and waits for the peer's first frame.
-/// Returns that frame (to be processed once the session runs) or why the peer refused us.
+/// Sends our card (with a fresh challenge nonce) on a freshly dialled connection and waits
+/// for the peer's first frame; checks the identity it presents (card signature, the key the
+/// link names, the pinned key), and when the host must prove it holds its key, waits for
+/// its signature over the nonce. Returns the first frame (to be processed once the session
+/// runs), the identity and whether it was proven; or why the connection is refused.
 async fn handshake_dialled<S>(
     node: &Node,
     ws: &mut WebSocketStream<S>,
-) -> Result<Option<String>, String>
+    peer_id: &str,
+    link: &Link,
+) -> Result<(Option<String>, HandshakeIdentity, bool), String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    ws.send(Message::text(frame::agent_card(&node.card()).to_string()))
+    let nonce = ed25519::new_nonce();
+    let hello = frame::agent_card_with_challenge(&node.card(), &nonce);
+    ws.send(Message::text(hello.to_string()))
         .await
         .map_err(|e| format!("cannot send our card: {e}"))?;
     let first = tokio::time::timeout(FIRST_FRAME_TIMEOUT, next_text(ws))
         .await
         .map_err(|_| "the peer sent nothing after the handshake".to_owned())?
         .ok_or_else(|| "the peer closed the connection after the handshake".to_owned())?;
-    if let Ok(frame::Inbound::Error(map)) = frame::parse(&first, node.config().max_msg_size) {
+    let parsed = frame::parse(&first, node.config().max_msg_size);
+    if let Ok(frame::Inbound::Error(map)) = &parsed {
         let code = map.get("code").and_then(|c| c.as_str()).unwrap_or("error");
         let hint = match code {
             "invalid_token" => " (is the link current? a restarted reference node has a new token)",
             "too_many_peers" => " (the peer is at its --max-peers; retrying with backoff)",
+            "key_mismatch" => {
+                " (that node has pinned another key for this one; its user must accept this node's key there)"
+            }
+            "invalid_card_signature" => " (that node could not verify this node's card)",
             _ => "",
         };
         return Err(format!("peer error: {code}{hint}"));
     }
-    Ok(Some(first))
+    let is_card = matches!(&parsed, Ok(frame::Inbound::AgentCard(c)) if c.is_object());
+    let identity = node
+        .dialled_identity(peer_id, link.did.as_deref(), &first, is_card)
+        .map_err(|e| e.message)?;
+    let mut proven = false;
+    if identity.wants_proof
+        && let Some(key) = identity.check.key
+    {
+        let who = super::did::did_acp(&key);
+        let answer = tokio::time::timeout(FIRST_FRAME_TIMEOUT, next_text(ws))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .unwrap_or_default();
+        ed25519::check_challenge(&answer, &nonce, &key).map_err(|e| {
+            format!(
+                "the host did not prove it holds {who} ({e}); it may be an impostor replaying \
+                 that node's card, or a node that cannot answer identity challenges (the Python \
+                 reference cannot: dial it with a link without ?did=)"
+            )
+        })?;
+        proven = true;
+    }
+    Ok((Some(first), identity, proven))
 }
 
 /// Runs one established connection until it ends, then detaches it from the node. `slot`
@@ -656,6 +746,11 @@ async fn run_session<S>(
     for out in resend {
         let _ = tx.try_send(out);
     }
+    // The first frame (normally the card, verified in the handshake) is recorded before the
+    // peer shows as connected, so whoever sees it connected also sees its name and card.
+    if let Some(first) = pending_first {
+        node.on_frame(&peer_id, &first);
+    }
     let generation = node.attach_connection(&peer_id, tx, remote);
     // Attached: the connected flag now holds the place the slot reserved.
     drop(slot);
@@ -671,9 +766,6 @@ async fn run_session<S>(
     // When the oldest of them was read: they are confirmed at most CONFIRM_DELAY later.
     let mut confirm_by: Option<tokio::time::Instant> = None;
 
-    if let Some(first) = pending_first {
-        node.on_frame(&peer_id, &first);
-    }
     loop {
         tokio::select! {
             biased;
