@@ -861,7 +861,10 @@ mod tests {
             .await
             .unwrap();
         let len = std::fs::metadata(dir.path().join("node.db")).unwrap().len();
-        assert!(len > 0 && len % GROWTH_CHUNK as u64 == 0, "database file is {len} bytes");
+        assert!(
+            len > 0 && len % GROWTH_CHUNK as u64 == 0,
+            "database file is {len} bytes"
+        );
     }
 
     /// The partial task and conversation indexes still serve their filters.
