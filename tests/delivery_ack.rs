@@ -60,14 +60,6 @@ fn message(id: &str) -> Message {
     )
 }
 
-async fn peer_entry(node: &TestNode, name: &str) -> Value {
-    let (_, peers) = node.get("/peers").await;
-    peers["peers"]
-        .as_array()
-        .and_then(|l| l.iter().find(|p| p["agent_name"] == name).cloned())
-        .unwrap_or(Value::Null)
-}
-
 #[tokio::test]
 async fn a_confirming_peer_gets_acks_for_what_is_stored() {
     let lab = Lab::new();
@@ -111,7 +103,7 @@ async fn a_peer_without_the_capability_never_sees_an_ack() {
     let frame = next_frame(&mut ws, 10).await.expect("the node's message");
     assert_eq!(frame["type"], "acp.message", "no ack before it: {frame}");
     // The node does not wait for this peer to confirm anything.
-    assert_eq!(peer_entry(&host, "reference").await["unconfirmed"], 0);
+    assert_eq!(host.peer_named("reference").await["unconfirmed"], 0);
 }
 
 #[tokio::test]
@@ -141,7 +133,7 @@ async fn what_a_peer_did_not_confirm_is_sent_again_first_and_in_order() {
     .await
     .unwrap();
     eventually(10, "n0 and n1 confirmed", || async {
-        peer_entry(&host, "flaky").await["unconfirmed"] == 3
+        host.peer_named("flaky").await["unconfirmed"] == 3
     })
     .await;
     let (_, list) = host.get("/messages?direction=outbound&limit=10").await;
@@ -157,7 +149,7 @@ async fn what_a_peer_did_not_confirm_is_sent_again_first_and_in_order() {
     assert_eq!(state("n2"), Some(json!("sent")), "{list}");
     drop(ws);
     eventually(10, "disconnected", || async {
-        peer_entry(&host, "flaky").await["connected"] == false
+        host.peer_named("flaky").await["connected"] == false
     })
     .await;
     // Sent while away: queued, after the unconfirmed ones.
@@ -182,7 +174,7 @@ async fn what_a_peer_did_not_confirm_is_sent_again_first_and_in_order() {
     .await
     .unwrap();
     eventually(10, "all confirmed", || async {
-        peer_entry(&host, "flaky").await["unconfirmed"] == 0
+        host.peer_named("flaky").await["unconfirmed"] == 0
     })
     .await;
 }
@@ -203,7 +195,7 @@ async fn unconfirmed_messages_survive_a_restart_of_the_sender() {
     let dir = host.stop().await;
     let host = common::start_with(lab.config("host")).await;
     assert_eq!(host.dir, dir);
-    assert_eq!(peer_entry(&host, "slow").await["unconfirmed"], 1);
+    assert_eq!(host.peer_named("slow").await["unconfirmed"], 1);
     let mut ws = fake_peer(&host, "slow", true).await;
     let f = next_frame(&mut ws, 10).await.expect("the re-send");
     assert_eq!(f["message_id"], "keep-me");
@@ -278,6 +270,6 @@ async fn a_peer_that_never_confirms_cannot_make_the_sender_hold_more_than_the_bo
         (bound..=bound + 8).contains(&accepted),
         "{accepted} accepted for a bound of {bound}"
     );
-    assert_eq!(peer_entry(&host, "silent").await["unconfirmed"], accepted);
+    assert_eq!(host.peer_named("silent").await["unconfirmed"], accepted);
     reader.abort();
 }

@@ -81,14 +81,6 @@ async fn inbound(node: &TestNode) -> Vec<Value> {
     list["messages"].as_array().cloned().unwrap_or_default()
 }
 
-async fn peer_named(node: &TestNode, name: &str) -> Value {
-    let (_, peers) = node.get("/peers").await;
-    peers["peers"]
-        .as_array()
-        .and_then(|l| l.iter().find(|p| p["agent_name"] == name).cloned())
-        .unwrap_or(Value::Null)
-}
-
 #[tokio::test]
 async fn the_did_is_stable_across_restarts_and_published() {
     let lab = Lab::new();
@@ -182,7 +174,7 @@ async fn tampered_cards_and_frames_are_refused() {
     let (s, check) = host.post("/verify/card", card.clone()).await;
     assert_eq!((s, check["valid"].clone()), (200, json!(false)), "{check}");
     assert_eq!(refusal(&host, &card).await, "invalid_card_signature");
-    assert!(peer_named(&host, "alice").await.is_null());
+    assert!(host.peer_named("alice").await.is_null());
 
     // An honest card gets in; signed frames are verified, tampered ones refused.
     let (mut ws, first) = dial_as(&host, &signed_card(&me, "alice")).await;
@@ -230,7 +222,7 @@ async fn a_pinned_key_change_is_refused_until_the_user_accepts_it() {
     let (mut ws, _) = dial_as(&host, &signed_card(&k1, "alice")).await;
     ws.close(None).await.unwrap();
     eventually(10, "alice pinned and gone", || async {
-        let p = peer_named(&host, "alice").await;
+        let p = host.peer_named("alice").await;
         p["identity"]["pinned_did"] == k1.did_acp() && p["connected"] == false
     })
     .await;
@@ -240,7 +232,7 @@ async fn a_pinned_key_change_is_refused_until_the_user_accepts_it() {
         refusal(&host, &signed_card(&k2, "alice")).await,
         "key_mismatch"
     );
-    let p = peer_named(&host, "alice").await;
+    let p = host.peer_named("alice").await;
     assert_eq!(
         p["identity"]["key_change"]["presented_did"],
         k2.did_acp(),

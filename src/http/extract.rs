@@ -33,6 +33,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Reads a whole request body; over the limit is 413 `ERR_MSG_TOO_LARGE`, else a 400.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        ApiError(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            NodeError::new(ErrorCode::MsgTooLarge, "request body too large")
+        } else {
+            NodeError::invalid(format!("cannot read request body: {rejection}"))
+        })
+    })
+}
+
 /// A JSON request body. Empty bodies read as `{}` (as in the reference).
 pub struct JsonBody(pub Value);
 
@@ -40,13 +51,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                NodeError::new(ErrorCode::MsgTooLarge, "request body too large")
-            } else {
-                NodeError::invalid(format!("cannot read request body: {rejection}"))
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(Value::Object(Default::default())));
         }
@@ -64,13 +69,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonText {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                NodeError::new(ErrorCode::MsgTooLarge, "request body too large")
-            } else {
-                NodeError::invalid(format!("cannot read request body: {rejection}"))
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonText("{}".into()));
         }

@@ -862,7 +862,7 @@ mod tests {
             .unwrap();
         let len = std::fs::metadata(dir.path().join("node.db")).unwrap().len();
         assert!(
-            len > 0 && len % GROWTH_CHUNK as u64 == 0,
+            len > 0 && len.is_multiple_of(GROWTH_CHUNK as u64),
             "database file is {len} bytes"
         );
     }

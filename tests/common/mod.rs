@@ -73,6 +73,15 @@ impl TestNode {
         split(resp).await
     }
 
+    /// This node's `/peers` entry for the peer named `name` (`null` when there is none).
+    pub async fn peer_named(&self, name: &str) -> Value {
+        let (_, peers) = self.get("/peers").await;
+        peers["peers"]
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["agent_name"] == name).cloned())
+            .unwrap_or(Value::Null)
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let resp = self
             .http
