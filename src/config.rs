@@ -118,6 +118,23 @@ pub struct NodeArgs {
     /// Messages kept per disconnected peer before sends to it are refused.
     #[arg(long, env = "ACP_OFFLINE_QUEUE_LIMIT", default_value_t = DEFAULT_OFFLINE_QUEUE_LIMIT)]
     pub offline_queue_limit: usize,
+
+    /// A relay server (`acp-relay relay`) this node may use to reach peers that no direct
+    /// connection reaches (behind NAT): hole punching, else relayed end-to-end encrypted
+    /// traffic. `https://host:port`, with `?quic=PORT` when its QUIC port is not 7842;
+    /// repeatable. Without it only direct connections are made and nothing else is
+    /// contacted.
+    #[arg(long = "relay", env = "ACP_RELAY", value_delimiter = ',')]
+    pub relays: Vec<String>,
+
+    /// A CA certificate (PEM) to trust for the relays, besides the public roots: for a relay
+    /// with a self-signed certificate (`acp-relay relay --tls-self-signed … --tls-cert-out`).
+    #[arg(long, env = "ACP_RELAY_CA")]
+    pub relay_ca: Option<PathBuf>,
+
+    /// UDP port of the QUIC endpoint used with --relay (0 = any free port).
+    #[arg(long, env = "ACP_QUIC_PORT", default_value_t = 0)]
+    pub quic_port: u16,
 }
 
 /// Resolved configuration of one node.
@@ -169,6 +186,12 @@ pub struct Config {
     /// sibling data dir instead of failing (what `acp-relay mcp` wants: a second MCP host
     /// must get a working node, not a crash).
     pub instance_fallback: bool,
+    /// Relays for levels 2 and 3 of NAT traversal; empty = direct connections only.
+    pub relays: Vec<crate::wire::relay_url::RelaySpec>,
+    /// Extra CA certificate (PEM file) trusted for the relays.
+    pub relay_ca: Option<PathBuf>,
+    /// UDP port of the iroh endpoint (0 = any).
+    pub quic_port: u16,
 }
 
 impl NodeArgs {
@@ -261,6 +284,16 @@ impl NodeArgs {
             api_token,
             max_peers: self.max_peers,
             instance_fallback: false,
+            relays: self
+                .relays
+                .iter()
+                .filter(|r| !r.trim().is_empty())
+                .map(|r| {
+                    crate::wire::relay_url::RelaySpec::parse(r).map_err(|e| format!("--relay: {e}"))
+                })
+                .collect::<Result<_, _>>()?,
+            relay_ca: self.relay_ca,
+            quic_port: self.quic_port,
         })
     }
 }
@@ -291,6 +324,9 @@ impl Config {
             api_token: None,
             max_peers: DEFAULT_MAX_PEERS,
             instance_fallback: false,
+            relays: Vec::new(),
+            relay_ca: None,
+            quic_port: 0,
         }
     }
 }

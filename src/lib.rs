@@ -9,8 +9,11 @@
 //!   (messages, tasks, peers, offline queue, event log) and persists it in SQLite; its
 //!   `identity` file holds the rules of who is who (peer verification, key pinning,
 //!   delegation).
-//! - [`wire`] — the peer protocol: `acp://` links, frames, HMAC, WebSocket sessions, and
-//!   Ed25519 identity: `identity` (keys and every signature), `canonical` (the JSON text
+//!   Its `session` runs one peer connection (re-send, attach, read, write, confirm, ping),
+//!   whatever transport carries it.
+//! - [`wire`] — the peer protocol: `acp://` links, frames, HMAC, the transports (`peer`:
+//!   TCP accept and dial, levels 1 → 2 → 3; `ws`: the WebSocket framing every transport
+//!   uses; `quic`: iroh, for peers behind NAT; `relay_url`), and Ed25519 identity: `identity` (keys and every signature), `canonical` (the JSON text
 //!   signatures cover, as Python's `json.dumps` prints it), `did` (did:acp, did:key, JWK).
 //! - [`http`] — the axum REST/SSE API, one file per resource (`identity` for did.json,
 //!   jwks.json, card and delegation checks); thin over the node. Its
@@ -19,6 +22,7 @@
 //! - [`mcp`] — the rmcp server: 13 tools, resources, notifications; on stdio and at `/mcp`.
 //! - [`server`] — a node with its listeners, as started by the CLI and the tests.
 //! - [`config`] — flags, `ACP_*` environment variables and defaults.
+//! - [`relay`] — `acp-relay relay`, the relay server for nodes behind NAT (iroh-relay).
 
 #![recursion_limit = "256"]
 
@@ -26,6 +30,7 @@ pub mod config;
 pub mod http;
 pub mod mcp;
 pub mod node;
+pub mod relay;
 pub mod server;
 pub mod wire;
 

@@ -32,6 +32,10 @@ enum Command {
     /// working beside the LLM). If the ports or the data dir are taken by another instance,
     /// it uses free ports and its own data dir, and says so on stderr and in acp_status.
     Mcp(NodeArgs),
+    /// Run a relay server for nodes behind NAT (`serve|mcp --relay URL` on each of them):
+    /// hole punching and, where that fails, relayed end-to-end encrypted traffic. It keeps
+    /// nothing.
+    Relay(acp_relay::relay::RelayArgs),
 }
 
 /// Colour only for a person at a terminal: MCP hosts capture stderr into log files and pipes,
@@ -76,6 +80,28 @@ async fn wait_for_signal() {
     }
 }
 
+/// `acp-relay relay`: runs until SIGINT/SIGTERM.
+async fn run_relay(args: &acp_relay::relay::RelayArgs) -> std::process::ExitCode {
+    let relay = match acp_relay::relay::start(args).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("acp-relay: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_owned(), |a| a.to_string());
+    eprintln!(
+        "acp-relay: relay up: https {}  quic {}  http {}",
+        show(relay.https_addr()),
+        show(relay.quic_addr()),
+        show(relay.http_addr())
+    );
+    wait_for_signal().await;
+    tracing::info!("relay shutting down");
+    relay.shutdown().await;
+    std::process::ExitCode::SUCCESS
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     init_logging();
@@ -83,6 +109,7 @@ async fn main() -> std::process::ExitCode {
     let (args, mcp) = match cli.command {
         Command::Serve(args) => (args, false),
         Command::Mcp(args) => (args, true),
+        Command::Relay(args) => return run_relay(&args).await,
     };
     let mut config = match args.resolve() {
         Ok(c) => c,

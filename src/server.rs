@@ -27,6 +27,7 @@ impl Server {
     /// Opens the store, binds both ports (0 = any free port), starts serving and redials the
     /// peers this node dialled before.
     pub async fn start(config: Config) -> NodeResult<Server> {
+        wire::quic::install_tls_provider();
         let node = Node::open(config)?;
         let bind_err = |what: &str, host: &str, port: u16, e: std::io::Error| {
             NodeError::internal(format!(
@@ -63,7 +64,16 @@ impl Server {
         let http_addr = http_listener
             .local_addr()
             .map_err(|e| NodeError::internal(e.to_string()))?;
-        node.set_dialer(Box::new(wire::peer::spawn_dialer));
+        let quic = wire::quic::bind(&node).await.map_err(NodeError::internal)?;
+        let dial_quic = quic.clone();
+        node.set_dialer(Box::new(move |node, peer| {
+            wire::peer::spawn_dialer(node, peer, dial_quic.clone())
+        }));
+        if let Some(quic) = quic {
+            node.background()
+                .spawn(quic.clone().publish_hints(node.clone()));
+            node.background().spawn(quic.serve(node.clone()));
+        }
         let ws_task = tokio::spawn(wire::peer::serve(node.clone(), ws_listener));
         // Both front-ends of the HTTP port side by side, neither knowing the other, under the
         // one guard.

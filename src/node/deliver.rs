@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::error::{ErrorCode, NodeError, NodeResult};
 use super::ids::{make_message_id, now_iso, now_unix};
 use super::message::SendRequest;
-use super::peers::Outbound;
+use super::peers::{ConnectionType, Outbound};
 use super::store::{MessageRow, QueuedRow, WriteOp};
 use super::task::{Task, TaskState};
 use super::unconfirmed::MAX_UNCONFIRMED;
@@ -730,6 +730,7 @@ impl Node {
         peer_id: &str,
         outbox: mpsc::Sender<Outbound>,
         remote: Option<String>,
+        kind: ConnectionType,
     ) -> u64 {
         let (generation, flushed) = {
             let mut peers = self.lock_peers();
@@ -748,6 +749,7 @@ impl Node {
             peer.last_error = None;
             peer.record.connected_at = Some(now_iso());
             peer.record.remote_address = remote;
+            peer.connection_type = kind;
             let queued = peer.queue.take_all();
             let n = queued.len();
             let mut left = Vec::new();
@@ -769,9 +771,36 @@ impl Node {
         let mut ev = Map::new();
         ev.insert("event".into(), json!("connected"));
         ev.insert("peer_id".into(), json!(peer_id));
+        ev.insert("connection_type".into(), json!(kind.as_str()));
         ev.insert("session_id".into(), json!(self.inner.session_id));
         self.inner.events.emit("peer", ev);
         generation
+    }
+
+    /// Called by the session when its connection's path changes (iroh moved a relayed
+    /// connection to a hole-punched path, or back): `/peers` shows it, and SSE watchers get
+    /// a `peer` event `path_changed`.
+    pub fn set_connection_type(&self, peer_id: &str, generation: u64, kind: ConnectionType) {
+        {
+            let mut peers = self.lock_peers();
+            let Some(peer) = peers.peers.get_mut(peer_id) else {
+                return;
+            };
+            if peer.generation != generation || peer.connection_type == kind {
+                return;
+            }
+            peer.connection_type = kind;
+        }
+        tracing::info!(
+            peer = peer_id,
+            connection_type = kind.as_str(),
+            "peer path changed"
+        );
+        let mut ev = Map::new();
+        ev.insert("event".into(), json!("path_changed"));
+        ev.insert("peer_id".into(), json!(peer_id));
+        ev.insert("connection_type".into(), json!(kind.as_str()));
+        self.inner.events.emit("peer", ev);
     }
 
     /// Called by the wire layer when a connection ends. Frames that were not written go back

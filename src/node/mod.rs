@@ -19,6 +19,7 @@ mod inbound;
 pub mod message;
 pub mod peers;
 pub mod queue;
+pub mod session;
 pub mod store;
 pub mod task;
 mod tasks;
@@ -132,10 +133,23 @@ pub(crate) struct Inner {
     pub(crate) ws_port: OnceLock<u16>,
     pub(crate) http_port: OnceLock<u16>,
     pub(crate) link_host: String,
+    /// What the link tells a dialler about reaching this node over iroh (set by the wire
+    /// layer as the endpoint learns its addresses; empty without --relay).
+    route_hints: RwLock<RouteHints>,
     /// Hook the wire layer installs so the node can start dialling a peer.
     pub(crate) dialer: OnceLock<Box<dyn Fn(Node, String) + Send + Sync>>,
     /// Exclusive lock on the data dir, held while the node lives.
     _lock: std::fs::File,
+}
+
+/// How a dialler reaches this node when no direct connection does: the link's `relay=` and
+/// `addr=` hints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteHints {
+    /// The relay this node is reachable through.
+    pub relay: Option<String>,
+    /// UDP addresses of its iroh endpoint.
+    pub addrs: Vec<std::net::SocketAddr>,
 }
 
 /// Handle to a running relay node. Cheap to clone; every front-end holds one.
@@ -252,6 +266,7 @@ impl Node {
             ws_port: OnceLock::new(),
             http_port: OnceLock::new(),
             link_host,
+            route_hints: RwLock::default(),
             dialer: OnceLock::new(),
             _lock: lock,
             config,
@@ -326,13 +341,27 @@ impl Node {
 
     /// This node's `acp://` link.
     pub fn link(&self) -> String {
+        let hints = self
+            .inner
+            .route_hints
+            .read()
+            .map(|h| h.clone())
+            .unwrap_or_default();
         Link {
-            host: self.inner.link_host.clone(),
-            port: self.ws_port(),
-            token: self.inner.token.clone(),
             did: Some(self.identity().did_acp().to_owned()),
+            relay: hints.relay,
+            addrs: hints.addrs,
+            ..Link::plain(&self.inner.link_host, self.ws_port(), &self.inner.token)
         }
         .to_string()
+    }
+
+    /// Records how a dialler can reach this node over iroh (its relay and UDP addresses),
+    /// for the link.
+    pub fn set_route_hints(&self, hints: RouteHints) {
+        if let Ok(mut h) = self.inner.route_hints.write() {
+            *h = hints;
+        }
     }
 
     /// HMAC signer, when a secret is configured.
@@ -431,11 +460,15 @@ impl Node {
     /// `/status`.
     pub fn status(&self) -> Value {
         let c = &self.inner.counters;
-        let (peer_count, known, peer_card) = {
+        let (peer_count, known, peer_card, path) = {
             let peers = self.lock_peers();
             let connected: Vec<&Peer> = peers.peers.values().filter(|p| p.connected).collect();
             let card = connected.first().and_then(|p| p.record.agent_card.clone());
-            (connected.len(), peers.active().count(), card)
+            // The reference reports its one connection's path, "host" when there is none.
+            let path = connected
+                .first()
+                .map_or("host", |p| p.connection_type.as_str());
+            (connected.len(), peers.active().count(), card, path)
         };
         let tasks = self.lock_tasks().len();
         json!({
@@ -468,7 +501,7 @@ impl Node {
             "known_peers": known,
             "p2p_enabled": true,
             "limitations": [],
-            "connection_type": "host",
+            "connection_type": path,
             "hmac_enabled": self.inner.signer.is_some(),
             "did": self.inner.identity.did_acp(),
             "identity": self.identity_status(),

@@ -20,6 +20,29 @@ pub enum Outbound {
     Queued(QueuedRow),
 }
 
+/// How a connection reaches the peer: the reference's `connection_type` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectionType {
+    /// A direct TCP connection (level 1): one node could open a socket to the other.
+    #[default]
+    P2pDirect,
+    /// A direct UDP path found by hole punching through NATs (level 2, over iroh).
+    DcutrDirect,
+    /// Through a relay server, end-to-end encrypted (level 3, over iroh).
+    Relay,
+}
+
+impl ConnectionType {
+    /// The wire name (`p2p_direct`, `dcutr_direct`, `relay`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionType::P2pDirect => "p2p_direct",
+            ConnectionType::DcutrDirect => "dcutr_direct",
+            ConnectionType::Relay => "relay",
+        }
+    }
+}
+
 /// The durable part of a peer entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerRecord {
@@ -118,6 +141,8 @@ pub struct Peer {
     pub unconfirmed: super::unconfirmed::Unconfirmed,
     /// Identity verified at the handshake of the current or last connection.
     pub identity: LiveIdentity,
+    /// How the current (or last) connection reaches the peer.
+    pub connection_type: ConnectionType,
 }
 
 impl Peer {
@@ -133,6 +158,7 @@ impl Peer {
             last_error: None,
             unconfirmed: Default::default(),
             identity: LiveIdentity::default(),
+            connection_type: ConnectionType::default(),
         }
     }
 
@@ -221,6 +247,7 @@ impl Peer {
             "messages_received": r.messages_received,
             "agent_card": r.agent_card,
             "remote_address": r.remote_address,
+            "connection_type": self.connected.then(|| self.connection_type.as_str()),
             "dialed": r.dialed,
             "offline_queue_depth": self.queue.len(),
             "delivery_ack": self.confirms_delivery(),

@@ -150,6 +150,12 @@ impl Identity {
         write().map_err(|e| format!("cannot write identity file {}: {e}", path.display()))
     }
 
+    /// The secret key's bytes: the same key is the node's iroh (QUIC) identity, so a peer
+    /// dialled by its key over iroh is the node whose did that key is.
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        self.signing.to_bytes()
+    }
+
     /// The public key, base64url.
     pub fn public_key(&self) -> &str {
         &self.public_key

@@ -6,6 +6,11 @@
 //! did:key). A dialler holding such a link makes the host prove it holds that key. The
 //! reference's parser reads the token from the path and ignores the query, so it dials such
 //! a link as it dials any other.
+//!
+//! A node that uses relays (`--relay`) adds what a dialler needs to reach it behind a NAT
+//! (levels 2 and 3, over iroh): the relay it can be reached through and the UDP addresses
+//! it knows for itself: `…?did=…&relay=https://relay.example:8443/&addr=203.0.113.7:41641`.
+//! The key to dial is the did, so a link with hints must name one.
 
 use std::fmt;
 
@@ -20,7 +25,14 @@ pub struct Link {
     pub token: String,
     /// The host's key as the link names it (`?did=`), normalized to its did:acp form.
     pub did: Option<String>,
+    /// The relay the host can be reached through (`?relay=`, an http(s) URL).
+    pub relay: Option<String>,
+    /// UDP addresses the host's iroh endpoint listens on (`?addr=`, repeatable).
+    pub addrs: Vec<std::net::SocketAddr>,
 }
+
+/// Most `addr=` hints a link may carry (a host knows a handful of its addresses).
+pub const MAX_ADDR_HINTS: usize = 8;
 
 /// Longest link we accept; anything longer is garbage, not an address.
 const MAX_LINK_LEN: usize = 2048;
@@ -47,7 +59,7 @@ impl Link {
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let token = path.trim_matches('/');
         let (token, after) = token.split_once(['?', '#']).unwrap_or((token, ""));
-        let did = did_param(after.split('#').next().unwrap_or(""))
+        let hints = Hints::parse(after.split('#').next().unwrap_or(""))
             .map_err(|e| format!("{e}: {text:?}"))?;
         if token.is_empty() {
             return Err(format!("link missing token: {text:?}"));
@@ -68,8 +80,28 @@ impl Link {
             host,
             port,
             token: token.to_owned(),
-            did,
+            did: hints.did,
+            relay: hints.relay,
+            addrs: hints.addrs,
         })
+    }
+
+    /// A link without any query: host, port and token.
+    pub fn plain(host: &str, port: u16, token: &str) -> Link {
+        Link {
+            host: host.to_owned(),
+            port,
+            token: token.to_owned(),
+            did: None,
+            relay: None,
+            addrs: Vec::new(),
+        }
+    }
+
+    /// Whether the link carries what a dialler needs for levels 2 and 3 (a key, and a relay
+    /// or an address to try).
+    pub fn has_route_hints(&self) -> bool {
+        self.did.is_some() && (self.relay.is_some() || !self.addrs.is_empty())
     }
 
     /// The WebSocket URL a dialer opens.
@@ -87,30 +119,95 @@ impl fmt::Display for Link {
             self.port,
             self.token
         )?;
+        let mut sep = '?';
+        let mut param = |f: &mut fmt::Formatter<'_>, k: &str, v: &str| {
+            let r = write!(f, "{sep}{k}={}", percent_encode(v));
+            sep = '&';
+            r
+        };
         if let Some(did) = &self.did {
-            write!(f, "?did={did}")?;
+            param(f, "did", did)?;
+        }
+        if let Some(relay) = &self.relay {
+            param(f, "relay", relay)?;
+        }
+        for addr in &self.addrs {
+            param(f, "addr", &addr.to_string())?;
         }
         Ok(())
     }
 }
 
-/// The `did` parameter of a link's query (other parameters are ignored, for links of later
-/// versions), checked and normalized to did:acp.
-fn did_param(query: &str) -> Result<Option<String>, String> {
-    let mut found = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k != "did" {
-            continue;
+/// What a link's query says besides the token.
+#[derive(Default)]
+struct Hints {
+    did: Option<String>,
+    relay: Option<String>,
+    addrs: Vec<std::net::SocketAddr>,
+}
+
+impl Hints {
+    /// The `did`, `relay` and `addr` parameters of a link's query (other parameters are
+    /// ignored, for links of later versions), checked; the did normalized to did:acp.
+    fn parse(query: &str) -> Result<Hints, String> {
+        let mut hints = Hints::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            if !matches!(k, "did" | "relay" | "addr") {
+                continue;
+            }
+            let v = percent_decode(v).ok_or_else(|| format!("link {k} has a bad %-escape"))?;
+            match k {
+                "did" => {
+                    if hints.did.is_some() {
+                        return Err("link names more than one did".into());
+                    }
+                    let key =
+                        crate::wire::did::parse_did(&v).map_err(|e| format!("link did: {e}"))?;
+                    hints.did = Some(crate::wire::did::did_acp(&key));
+                }
+                "relay" => {
+                    if hints.relay.is_some() {
+                        return Err("link names more than one relay".into());
+                    }
+                    hints.relay = Some(
+                        crate::wire::relay_url::check(&v)
+                            .map_err(|e| format!("link relay: {e}"))?,
+                    );
+                }
+                _ => {
+                    if hints.addrs.len() == MAX_ADDR_HINTS {
+                        return Err(format!("link has more than {MAX_ADDR_HINTS} addr hints"));
+                    }
+                    let addr = v
+                        .parse::<std::net::SocketAddr>()
+                        .ok()
+                        .filter(|a| a.port() != 0)
+                        .ok_or_else(|| format!("link addr {v:?} is not an IP:port"))?;
+                    hints.addrs.push(addr);
+                }
+            }
         }
-        if found.is_some() {
-            return Err("link names more than one did".into());
+        if hints.did.is_none() && (hints.relay.is_some() || !hints.addrs.is_empty()) {
+            return Err("link has relay or addr hints but no did (the key to dial)".into());
         }
-        let v = percent_decode(v).ok_or("link did has a bad %-escape")?;
-        let key = crate::wire::did::parse_did(&v).map_err(|e| format!("link did: {e}"))?;
-        found = Some(crate::wire::did::did_acp(&key));
+        Ok(hints)
     }
-    Ok(found)
+}
+
+/// `%XX` encoding of a query value: everything but unreserved characters, `:` and `/`
+/// (which the query may hold as they are, and which keep relay URLs and addresses
+/// readable).
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `%XX` decoding (a did's `:` may come escaped), none for a malformed escape.
@@ -319,7 +416,7 @@ mod tests {
             let link = Link::parse(&raw).map_err(TestCaseError::fail)?;
             let port = port.unwrap_or(7801);
             prop_assert_eq!(link.ws_url(), format!("ws://{shown}:{port}/{token}"));
-            let want = Link { host, port, token, did: None };
+            let want = Link::plain(&host, port, &token);
             prop_assert_eq!(&link, &want);
             prop_assert_eq!(Link::parse(&link.to_string()), Ok(want));
         }

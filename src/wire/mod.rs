@@ -7,4 +7,7 @@ pub mod frame;
 pub mod identity;
 pub mod link;
 pub mod peer;
+pub mod quic;
+pub mod relay_url;
 pub mod sign;
+pub mod ws;

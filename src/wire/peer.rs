@@ -4,36 +4,35 @@
 //! queue flush, frame reading, writing, and keep-alive pings.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 
 use super::frame;
 use super::identity as ed25519;
 use super::link::{Link, token_matches};
+use super::quic::Quic;
 use crate::node::error::ErrorCode;
 use crate::node::identity::HandshakeIdentity;
-use crate::node::peers::Outbound;
-use crate::node::{FrameOutcome, InboundAdmission, Node, PeerSlot};
+use crate::node::peers::ConnectionType;
+use crate::node::session::{self, Established, PathWatch};
+use crate::node::{InboundAdmission, Node};
 
-/// Interval between keep-alive pings (the reference's 20 s).
-const PING_INTERVAL: Duration = Duration::from_secs(20);
-/// A connection silent for this long (no frame, no pong to our pings) is considered dead;
-/// checked at each ping, so a dead peer is dropped 45–65 s after its last sign of life.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 /// Time a dial allows for the TCP connect plus WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same when the link also offers iroh (its host may be unreachable behind a NAT): a
+/// reachable host answers within a few round trips, so the other levels need not wait long.
+const DIRECT_TIMEOUT_WITH_HINTS: Duration = Duration::from_secs(3);
 /// How long a dialled peer may take to send its first frame (its card or a refusal).
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// Everything an accepted connection does before it is a peer — WebSocket upgrade, token
@@ -62,40 +61,6 @@ const EVICTABLE_AFTER: Duration = Duration::from_secs(2);
 const LOG_EVERY: Duration = Duration::from_secs(5);
 /// Longest wait between redials.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Inbound frames between durability barriers, bounding the unflushed backlog per connection.
-const FLUSH_EVERY: u32 = 256;
-
-fn ws_config(node: &Node) -> WebSocketConfig {
-    // Frames above --max-msg-size are refused by the node with a log line; the transport cap
-    // is looser so that such a frame does not tear the connection down.
-    let cap = node
-        .config()
-        .max_msg_size
-        .saturating_mul(4)
-        .max(16 * 1024 * 1024);
-    // tungstenite's default buffers are 128 KiB each, and the read buffer is zero-filled up
-    // to its capacity before every read, so every connection kept them resident: 154 kB of
-    // RSS per idle peer. 8 KiB holds a typical frame in one read; larger frames grow the
-    // buffer as needed. Writes are batched by the session loop and flushed explicitly, so the
-    // write buffer only needs to hold one batch before it goes out in one syscall.
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(Some(cap))
-        .max_frame_size(Some(cap))
-}
-
-/// Initial read buffer per connection (grows for bigger frames).
-const READ_BUFFER: usize = 8 * 1024;
-/// Bytes buffered before tungstenite writes to the socket even without a flush.
-const WRITE_BUFFER: usize = 64 * 1024;
-/// Most frames written between two flushes: a burst of sends leaves in one syscall.
-const WRITE_BATCH: usize = 64;
-/// How long message frames wait to be confirmed (`acp.ack`) after the first of them was read,
-/// so that one commit wait and one ack frame cover many messages also at a low rate: an ack
-/// per message cost 11 % of one-connection throughput. Nobody waits on a confirmation; it
-/// only bounds what the peer re-sends after a crash.
-const CONFIRM_DELAY: Duration = Duration::from_millis(5);
 
 /// Binds the peer listener on `port` (0 = any free port).
 pub async fn bind(node: &Node, port: u16) -> std::io::Result<TcpListener> {
@@ -125,11 +90,17 @@ pub async fn serve(node: Node, listener: TcpListener) {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
-                    let ticket = gate.enter(addr.ip(), Instant::now());
+                    let _ = stream.set_nodelay(true);
+                    let origin = Origin {
+                        label: addr.to_string(),
+                        source: source_of(addr.ip()),
+                        path: session::fixed_path(ConnectionType::P2pDirect),
+                    };
+                    let ticket = gate.enter(origin.source, Instant::now());
                     let node2 = node.clone();
                     let gate2 = gate.clone();
                     node.background().spawn(async move {
-                        accept_one(node2, gate2, ticket, stream, addr).await
+                        accept_one(node2, gate2, ticket, stream, origin).await
                     });
                 }
                 Err(e) => {
@@ -169,7 +140,7 @@ impl LogLimit {
 
 /// One pending handshake: where it comes from, since when, and how to end it early.
 struct Pending {
-    source: IpAddr,
+    source: Source,
     since: Instant,
     evict: CancellationToken,
 }
@@ -177,7 +148,7 @@ struct Pending {
 /// The accept loop's bounds on strangers: the places for pending handshakes
 /// ([`MAX_PENDING_HANDSHAKES`]) and the rate limits of the refusal log lines.
 #[derive(Default)]
-struct Gate {
+pub(crate) struct Gate {
     /// Pending handshakes by arrival number (the first entry is the oldest), and the last
     /// arrival number given out.
     pending: Mutex<(BTreeMap<u64, Pending>, u64)>,
@@ -191,7 +162,7 @@ struct Gate {
 }
 
 /// A pending handshake's place; dropping it frees the place.
-struct Ticket {
+pub(crate) struct Ticket {
     gate: Arc<Gate>,
     id: u64,
     evict: CancellationToken,
@@ -206,17 +177,36 @@ impl Drop for Ticket {
     }
 }
 
-/// The unit handshake places are shared by: an IPv4 address, or the /64 an IPv6 address is
-/// in (one host typically holds a whole /64).
-fn source_of(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
+/// The unit handshake places are shared by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Source {
+    /// An IPv4 address, or the /64 an IPv6 address is in (one host typically holds a whole
+    /// /64): a TCP peer.
+    Ip(IpAddr),
+    /// An iroh peer's key (the QUIC handshake proved it; anyone can make new keys, so this
+    /// only stops one key from holding every place).
+    Key([u8; 32]),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Ip(ip) => write!(f, "{ip}"),
+            Source::Key(k) => write!(f, "key {}", hex::encode(&k[..8])),
+        }
+    }
+}
+
+/// The [`Source`] of a TCP peer at `ip`.
+fn source_of(ip: IpAddr) -> Source {
+    Source::Ip(match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let mut seg = v6.segments();
             seg[4..].fill(0);
             IpAddr::V6(seg.into())
         }
         v4 => v4,
-    }
+    })
 }
 
 impl Gate {
@@ -224,7 +214,7 @@ impl Gate {
     /// if needed, the oldest pending handshake of the source holding the most places, when
     /// it is old enough); else how long to wait at most before trying again (a freed place
     /// is signalled on [`Gate::freed`] sooner).
-    fn make_room(&self, now: Instant) -> Option<Duration> {
+    pub(crate) fn make_room(&self, now: Instant) -> Option<Duration> {
         let (victim, wait) = {
             let mut guard = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             let pending = &mut guard.0;
@@ -232,7 +222,7 @@ impl Gate {
                 return None;
             }
             // Places per source, and each source's oldest entry (iteration is oldest first).
-            let mut sources: BTreeMap<IpAddr, (usize, u64, Instant)> = BTreeMap::new();
+            let mut sources: BTreeMap<Source, (usize, u64, Instant)> = BTreeMap::new();
             for (id, p) in pending.iter() {
                 sources.entry(p.source).or_insert((0, *id, p.since)).0 += 1;
             }
@@ -281,13 +271,13 @@ impl Gate {
     }
 
     /// Takes a place for a new connection from `ip` (after [`Gate::make_room`]).
-    fn enter(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Ticket {
+    pub(crate) fn enter(self: &Arc<Self>, source: Source, now: Instant) -> Ticket {
         let evict = CancellationToken::new();
         let mut guard = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let (pending, last) = &mut *guard;
         *last += 1;
         let entry = Pending {
-            source: source_of(ip),
+            source,
             since: now,
             evict: evict.clone(),
         };
@@ -301,8 +291,8 @@ impl Gate {
 }
 
 /// A connection that passed the token check and was admitted under `--max-peers`.
-struct Admitted {
-    ws: WebSocketStream<TcpStream>,
+struct Admitted<S> {
+    ws: WebSocketStream<S>,
     /// Its first frame (normally its card).
     first: String,
     card: Option<serde_json::Value>,
@@ -312,13 +302,28 @@ struct Admitted {
     identity: HandshakeIdentity,
 }
 
-async fn accept_one(
+/// Where an accepted connection comes from.
+pub(crate) struct Origin {
+    /// Shown in logs and as the peer's `remote_address`.
+    pub label: String,
+    /// What its handshake place counts against.
+    pub source: Source,
+    /// How it reaches us.
+    pub path: PathWatch,
+}
+
+/// Takes one accepted connection through its handshake (under the gate's deadline and
+/// eviction) and, once it is an admitted peer, runs its session.
+pub(crate) async fn accept_one<S>(
     node: Node,
     gate: Arc<Gate>,
     ticket: Ticket,
-    stream: TcpStream,
-    addr: SocketAddr,
-) {
+    stream: S,
+    origin: Origin,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let addr = origin.label.as_str();
     let shutdown = node.shutdown_token();
     let evict = ticket.evict.clone();
     let admitted = tokio::select! {
@@ -362,13 +367,18 @@ async fn accept_one(
     tracing::info!(peer = %peer_id, %addr, name = name.as_deref().unwrap_or("?"),
         did = identity.check.key.as_ref().map(super::did::did_acp).as_deref().unwrap_or("none"),
         "peer connected (inbound)");
-    run_session(
+    let (reader, writer) = super::ws::split(ws);
+    session::run(
         node,
-        peer_id,
-        ws,
-        Some(addr.to_string()),
-        pending_first,
-        slot,
+        Established {
+            peer_id,
+            reader,
+            writer,
+            remote: Some(origin.label),
+            path: origin.path,
+            pending_first,
+            slot,
+        },
     )
     .await;
 }
@@ -378,20 +388,20 @@ async fn accept_one(
 /// connection was refused or failed (and has been dealt with).
 // The handshake callback's error type is tungstenite's HTTP response; its size is not ours.
 #[allow(clippy::result_large_err)]
-async fn pre_auth(
-    node: &Node,
-    gate: &Gate,
-    stream: TcpStream,
-    addr: SocketAddr,
-) -> Option<Admitted> {
-    let _ = stream.set_nodelay(true);
+async fn pre_auth<S>(node: &Node, gate: &Gate, stream: S, addr: &str) -> Option<Admitted<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut path = String::new();
     let callback = |req: &Request, resp: Response| {
         path = req.uri().path().to_owned();
         Ok(resp)
     };
-    let handshake =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(node)));
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        callback,
+        Some(super::ws::config(node)),
+    );
     let mut ws = match handshake.await {
         Ok(ws) => ws,
         Err(e) => {
@@ -547,14 +557,15 @@ where
     None
 }
 
-/// Starts the dial loop of a peer (the node's dialer hook).
-pub fn spawn_dialer(node: Node, peer_id: String) {
+/// Starts the dial loop of a peer (the node's dialer hook); `quic` is the node's iroh
+/// endpoint when it has relays.
+pub fn spawn_dialer(node: Node, peer_id: String, quic: Option<Quic>) {
     let n = node.clone();
     node.background()
-        .spawn(async move { dial_loop(n, peer_id).await });
+        .spawn(async move { dial_loop(n, peer_id, quic).await });
 }
 
-async fn dial_loop(node: Node, peer_id: String) {
+async fn dial_loop(node: Node, peer_id: String, quic: Option<Quic>) {
     let shutdown = node.shutdown_token();
     let mut backoff = Duration::from_millis(250);
     while let Some(link_text) = node.should_dial(&peer_id) {
@@ -571,7 +582,7 @@ async fn dial_loop(node: Node, peer_id: String) {
         };
         match node.peer_has_room(Some(&peer_id)) {
             Ok(()) => {
-                if dial_once(&node, &peer_id, &link_text, &link).await {
+                if dial_once(&node, &peer_id, &link_text, &link, quic.as_ref()).await {
                     backoff = Duration::from_millis(250);
                 }
             }
@@ -592,30 +603,105 @@ async fn dial_loop(node: Node, peer_id: String) {
     }
 }
 
-/// One dial attempt, and the session if it connects. True if a session ran (the backoff
-/// starts over).
-async fn dial_once(node: &Node, peer_id: &str, link_text: &str, link: &Link) -> bool {
+/// How a dialled connection reaches the peer.
+pub(crate) struct Route {
+    /// Shown as the peer's `remote_address`.
+    pub remote: String,
+    /// The path, and its changes.
+    pub path: PathWatch,
+}
+
+/// One dial attempt, and the session if it connects: level 1 (a direct TCP connection to the
+/// link's host), then, when the link carries route hints and this node has relays, levels 2
+/// and 3 over iroh (hole punched, else relayed). True if a session ran (the backoff starts
+/// over).
+async fn dial_once(
+    node: &Node,
+    peer_id: &str,
+    link_text: &str,
+    link: &Link,
+    quic: Option<&Quic>,
+) -> bool {
     let shutdown = node.shutdown_token();
+    let by_key = link.has_route_hints();
+    // A link with hints names a host that may sit behind a NAT, where a TCP connect can hang
+    // until its timeout: give level 1 a short one before the other levels get their turn.
+    let limit = if by_key && quic.is_some() {
+        DIRECT_TIMEOUT_WITH_HINTS
+    } else {
+        HANDSHAKE_TIMEOUT
+    };
     let attempt = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        tokio_tungstenite::connect_async_with_config(link.ws_url(), Some(ws_config(node)), true),
+        limit,
+        tokio_tungstenite::connect_async_with_config(
+            link.ws_url(),
+            Some(super::ws::config(node)),
+            true,
+        ),
     );
     let result = tokio::select! {
         _ = shutdown.cancelled() => return false,
         r = attempt => r,
     };
-    let mut ws = match result {
-        Ok(Ok((ws, _))) => ws,
-        Ok(Err(e)) => {
-            let n = node.note_dial_failure(peer_id, &e.to_string());
-            tracing::debug!(peer = %peer_id, attempt = n, "dial failed: {e}");
-            return false;
+    let direct_error = match result {
+        Ok(Ok((ws, _))) => {
+            let route = Route {
+                remote: format!("{}:{}", link.host, link.port),
+                path: session::fixed_path(ConnectionType::P2pDirect),
+            };
+            return run_dialled(node, peer_id, link_text, link, ws, route).await;
         }
-        Err(_) => {
-            node.note_dial_failure(peer_id, "connect timed out");
-            return false;
-        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "connect timed out".to_owned(),
     };
+    let direct = format!(
+        "not reachable directly at {}:{} ({direct_error})",
+        link.host, link.port
+    );
+    let why = match (quic, by_key) {
+        (Some(quic), true) => {
+            let dialled = tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                r = quic.dial(node, link) => r,
+            };
+            match dialled {
+                Ok((ws, route, conn)) => {
+                    let ran = run_dialled(node, peer_id, link_text, link, ws, route).await;
+                    conn.close(0u32.into(), b"done");
+                    return ran;
+                }
+                Err(e) => format!(
+                    "{direct}, and not over iroh through {} ({e}); is the relay up, and is the \
+                     other node running with --relay?",
+                    link.relay.as_deref().unwrap_or("its addresses")
+                ),
+            }
+        }
+        (None, true) => format!(
+            "{direct}; the link also offers hole punching and relay {}, but this node has no \
+             --relay, so it did not try them (start it with --relay URL)",
+            link.relay.as_deref().unwrap_or("hints")
+        ),
+        (_, false) => direct,
+    };
+    let n = node.note_dial_failure(peer_id, &why);
+    tracing::debug!(peer = %peer_id, attempt = n, "dial failed: {why}");
+    false
+}
+
+/// The handshake of a dialled connection and, once the peer is admitted, its session. True
+/// if a session ran.
+pub(crate) async fn run_dialled<S>(
+    node: &Node,
+    peer_id: &str,
+    link_text: &str,
+    link: &Link,
+    mut ws: WebSocketStream<S>,
+    route: Route,
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // The host answers a wrong token only after the upgrade (an `error` frame), so the
     // connection counts as up — and the offline queue is handed over — only once the peer's
     // first frame is not a refusal.
@@ -643,14 +729,18 @@ async fn dial_once(node: &Node, peer_id: &str, link_text: &str, link: &Link) -> 
     tracing::info!(peer = %peer_id, link = %link_text,
         did = identity.check.key.as_ref().map(super::did::did_acp).as_deref().unwrap_or("none"),
         proven, "peer connected (dialled)");
-    let remote = Some(format!("{}:{}", link.host, link.port));
-    run_session(
+    let (reader, writer) = super::ws::split(ws);
+    session::run(
         node.clone(),
-        peer_id.to_owned(),
-        ws,
-        remote,
-        first,
-        Some(slot),
+        Established {
+            peer_id: peer_id.to_owned(),
+            reader,
+            writer,
+            remote: Some(route.remote),
+            path: route.path,
+            pending_first: first,
+            slot: Some(slot),
+        },
     )
     .await;
     true
@@ -720,198 +810,16 @@ where
     Ok((Some(first), identity, proven))
 }
 
-/// Runs one established connection until it ends, then detaches it from the node. `slot`
-/// is its `--max-peers` place, given back once the connection is attached.
-async fn run_session<S>(
-    node: Node,
-    peer_id: String,
-    ws: WebSocketStream<S>,
-    remote: Option<String>,
-    pending_first: Option<String>,
-    slot: Option<PeerSlot>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    // What the peer did not confirm before the last connection ended goes out first, oldest
-    // first, then the offline queue (which attaching hands over), then new sends.
-    let resend = node.unconfirmed_frames(&peer_id).await.unwrap_or_else(|e| {
-        tracing::warn!(peer = %peer_id, "cannot read unconfirmed messages: {e}");
-        Vec::new()
-    });
-    let capacity = node.config().offline_queue_limit + 1024 + resend.len();
-    let (tx, mut rx) = mpsc::channel::<Outbound>(capacity);
-    if !resend.is_empty() {
-        tracing::info!(peer = %peer_id, count = resend.len(), "re-sending messages the peer did not confirm");
-    }
-    for out in resend {
-        let _ = tx.try_send(out);
-    }
-    // The first frame (normally the card, verified in the handshake) is recorded before the
-    // peer shows as connected, so whoever sees it connected also sees its name and card.
-    if let Some(first) = pending_first {
-        node.on_frame(&peer_id, &first);
-    }
-    let generation = node.attach_connection(&peer_id, tx, remote);
-    // Attached: the connected flag now holds the place the slot reserved.
-    drop(slot);
-    let (mut sink, mut stream) = ws.split();
-    let shutdown = node.shutdown_token();
-    let mut ping = tokio::time::interval(PING_INTERVAL);
-    ping.tick().await;
-    let mut last_heard = tokio::time::Instant::now();
-    let mut since_flush = 0u32;
-    let mut leftovers: Vec<Outbound> = Vec::new();
-    // Message frames read but not yet confirmed to the peer (see `confirm`).
-    let mut to_confirm: Vec<String> = Vec::new();
-    // When the oldest of them was read: they are confirmed at most CONFIRM_DELAY later.
-    let mut confirm_by: Option<tokio::time::Instant> = None;
-
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => {
-                let _ = sink.send(Message::Close(None)).await;
-                break;
-            }
-            out = rx.recv() => {
-                let Some(out) = out else { break };
-                // Take whatever else is already waiting, feed it all, flush once.
-                let mut batch = vec![out];
-                while batch.len() < WRITE_BATCH {
-                    match rx.try_recv() {
-                        Ok(more) => batch.push(more),
-                        Err(_) => break,
-                    }
-                }
-                if let Err(e) = write_batch(&node, &mut sink, &batch).await {
-                    tracing::info!(peer = %peer_id, "write failed: {e}");
-                    // Nothing in the batch is known to have arrived: all of it goes back to
-                    // the queue. A message that did arrive is dropped as a duplicate when it
-                    // comes again (the peer deduplicates message ids).
-                    leftovers.extend(batch);
-                    break;
-                }
-                for out in &batch {
-                    if let Outbound::Queued(row) = out {
-                        node.queued_frame_sent(&peer_id, row.id);
-                    }
-                }
-            }
-            msg = stream.next() => {
-                last_heard = tokio::time::Instant::now();
-                match msg {
-                    Some(Ok(Message::Text(text))) => {
-                        if let FrameOutcome::Message(id) = node.on_frame(&peer_id, text.as_str()) {
-                            to_confirm.push(id);
-                            confirm_by.get_or_insert_with(|| {
-                                tokio::time::Instant::now() + CONFIRM_DELAY
-                            });
-                        }
-                        since_flush += 1;
-                        if to_confirm.len() >= FLUSH_EVERY as usize {
-                            since_flush = 0;
-                            confirm_by = None;
-                            if confirm(&node, &peer_id, &mut sink, &mut to_confirm).await.is_err() {
-                                break;
-                            }
-                        } else if since_flush >= FLUSH_EVERY {
-                            since_flush = 0;
-                            let _ = node.store().flush().await;
-                        }
-                    }
-                    Some(Ok(Message::Binary(b))) => {
-                        node.reject_binary(&peer_id, b.len());
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => break,
-                    Some(Err(e)) => {
-                        tracing::info!(peer = %peer_id, "connection error: {e}");
-                        break;
-                    }
-                }
-            }
-            _ = ping.tick() => {
-                node.pump_queue(&peer_id);
-                if last_heard.elapsed() > IDLE_TIMEOUT {
-                    tracing::info!(peer = %peer_id, "peer silent too long; dropping connection");
-                    break;
-                }
-                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
-                    break;
-                }
-            }
-            _ = tokio::time::sleep_until(confirm_by.unwrap_or_else(tokio::time::Instant::now)),
-                if confirm_by.is_some() =>
-            {
-                confirm_by = None;
-                if confirm(&node, &peer_id, &mut sink, &mut to_confirm).await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    rx.close();
-    while let Ok(out) = rx.try_recv() {
-        leftovers.push(out);
-    }
-    let _ = node.store().flush().await;
-    node.detach_connection(&peer_id, generation, leftovers);
-    tracing::info!(peer = %peer_id, "peer disconnected");
-}
-
-/// Tells a peer that confirms delivery that the message frames in `ids` are committed to the
-/// store: waits for the store to commit everything written so far, then sends one `acp.ack`.
-/// Until then the peer keeps them and re-sends them after a reconnect, so a crash of this
-/// node between reading a frame and committing it loses nothing. Peers that do not confirm
-/// delivery (the Python reference) get nothing and cost no wait.
-async fn confirm<K>(
-    node: &Node,
-    peer_id: &str,
-    sink: &mut K,
-    ids: &mut Vec<String>,
-) -> Result<(), tokio_tungstenite::tungstenite::Error>
-where
-    K: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
-{
-    if !node.peer_confirms_delivery(peer_id) {
-        ids.clear();
-        return Ok(());
-    }
-    if node.store().flush().await.is_err() {
-        // Not committed: say nothing, the peer re-sends after the next reconnect.
-        ids.clear();
-        return Ok(());
-    }
-    let frame = frame::ack(ids);
-    ids.clear();
-    sink.send(Message::text(frame.to_string())).await
-}
-
-/// Writes `batch` and flushes once, so a burst of frames costs one write syscall.
-async fn write_batch<K>(
-    node: &Node,
-    sink: &mut K,
-    batch: &[Outbound],
-) -> Result<(), tokio_tungstenite::tungstenite::Error>
-where
-    K: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
-{
-    for out in batch {
-        let text = match out {
-            Outbound::Frame { json, .. } => json.to_string(),
-            Outbound::Queued(row) => node.queued_frame_text(row),
-        };
-        sink.feed(Message::text(text)).await?;
-    }
-    sink.flush().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ip(s: &str) -> IpAddr {
+    fn addr(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    fn ip(s: &str) -> Source {
+        source_of(addr(s))
     }
 
     #[test]
@@ -966,14 +874,17 @@ mod tests {
     #[test]
     fn one_ipv6_host_is_one_source() {
         assert_eq!(
-            source_of(ip("2001:db8:1:2:aaaa::1")),
-            source_of(ip("2001:db8:1:2:bbbb::2"))
+            source_of(addr("2001:db8:1:2:aaaa::1")),
+            source_of(addr("2001:db8:1:2:bbbb::2"))
         );
         assert_ne!(
-            source_of(ip("2001:db8:1:2::1")),
-            source_of(ip("2001:db8:1:3::1"))
+            source_of(addr("2001:db8:1:2::1")),
+            source_of(addr("2001:db8:1:3::1"))
         );
-        assert_eq!(source_of(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(
+            source_of(addr("::ffff:10.1.2.3")),
+            Source::Ip(addr("10.1.2.3"))
+        );
     }
 
     #[test]
