@@ -214,6 +214,7 @@ async fn two_agents_talk_through_mcp() {
     let conn = ok(&b, "acp_connect", json!({"link": link})).await;
     assert_eq!(conn["connected"], true, "{conn}");
     assert_eq!(conn["name"], "alpha");
+    assert_eq!(conn["connection_type"], "p2p_direct", "{conn}");
     // Who answers the link proved its key (the link names it).
     let a_did = ok(&a, "acp_status", json!({})).await["did"].clone();
     assert_eq!(conn["verified"], true, "{conn}");

@@ -13,6 +13,9 @@ use acp_relay::relay::{RelayArgs, RunningRelay};
 use acp_relay::wire::link::Link;
 use acp_relay::wire::relay_url::RelaySpec;
 use common::{Lab, TestNode, eventually, start_with};
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
 
 fn any_port() -> SocketAddr {
@@ -193,6 +196,46 @@ async fn a_node_without_relays_tries_only_the_direct_route_and_says_why() {
     })
     .await;
     assert_eq!(peer_entry(&bob, &peer).await["connected"], false);
+    alice.stop().await;
+    bob.stop().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acp_connect_says_which_level_worked() {
+    let lab = Lab::new();
+    let ca = lab.root.path().join("relay.pem");
+    let relay = start_relay(&ca).await;
+    let alice = start_node(&lab, "alice", &relay, &ca).await;
+    let bob = start_node(&lab, "bob", &relay, &ca).await;
+    let link = link_without_direct_route(&alice).await;
+    let client = ()
+        .serve(StreamableHttpClientTransport::from_uri(format!(
+            "{}/mcp",
+            bob.url
+        )))
+        .await
+        .expect("MCP session");
+    let args = json!({"link": link}).as_object().cloned().unwrap();
+    let r = client
+        .call_tool(CallToolRequestParams::new("acp_connect").with_arguments(args))
+        .await
+        .expect("acp_connect");
+    let text: String = r
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect();
+    let result = r.structured_content.expect("structured result");
+    assert_eq!(result["connected"], true, "{result}");
+    // Over iroh: punched (on one machine the direct UDP path is there at once) or, for a
+    // moment, relayed; the words say which.
+    match result["connection_type"].as_str() {
+        Some("dcutr_direct") => assert!(text.contains("hole punched"), "{text}"),
+        Some("relay") => assert!(text.contains("through the relay"), "{text}"),
+        other => panic!("unexpected connection_type {other:?}: {result}"),
+    }
+    client.cancel().await.expect("close MCP session");
     alice.stop().await;
     bob.stop().await;
     relay.shutdown().await;

@@ -288,6 +288,10 @@ pub struct ConnectResult {
     pub did: Option<String>,
     /// Whether the live connection's peer proved the key pinned for it.
     pub verified: bool,
+    /// How the connection reaches the peer: `p2p_direct` (a direct connection),
+    /// `dcutr_direct` (a hole punched through both NATs) or `relay` (through the relay,
+    /// end-to-end encrypted); none while not connected.
+    pub connection_type: Option<String>,
 }
 
 /// A JSON object result (peers, status, card, tasks): kept as JSON.

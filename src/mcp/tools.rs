@@ -160,7 +160,7 @@ impl AcpMcp {
     }
 
     #[tool(
-        description = "Connect to another agent using the acp:// link it shared. Waits up to 5 s for the connection; the node keeps retrying in the background if the agent is not reachable yet. Returns the peer id to use with acp_send.",
+        description = "Connect to another agent using the acp:// link it shared. Tries a direct connection first, then (when both nodes use a relay) a hole punched through their NATs, then the relay; says which one worked, or why none did. Waits up to 5 s (20 s for a link with relay hints); the node keeps retrying in the background if the agent is not reachable yet. Returns the peer id to use with acp_send.",
         input_schema = input::<ConnectArgs>(),
         output_schema = schema_for_output::<ConnectResult>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
@@ -183,7 +183,12 @@ impl AcpMcp {
         }
         let r = node_try!(self.node.connect(&args.link, args.name.as_deref()));
         let peer_id = r["peer_id"].as_str().unwrap_or_default().to_owned();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        // Levels 2 and 3 take a few more round trips (the relay, then punching).
+        let hinted = crate::wire::link::Link::parse(&args.link)
+            .map(|l| l.has_route_hints())
+            .unwrap_or(false);
+        let wait = if hinted { 20 } else { 5 };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
         while !self.node.peer_is_connected(&peer_id) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -196,10 +201,20 @@ impl AcpMcp {
             last_error: peer["last_error"].as_str().map(str::to_owned),
             did: peer["did"].as_str().map(str::to_owned),
             verified: peer["verified"] == true,
+            connection_type: peer["connection_type"].as_str().map(str::to_owned),
         };
         let summary = if result.connected {
+            let how = match result.connection_type.as_deref() {
+                Some("dcutr_direct") => {
+                    " through a hole punched in both NATs (direct, peer to peer)"
+                }
+                Some("relay") => {
+                    " through the relay (end-to-end encrypted; no direct path was found)"
+                }
+                _ => " directly",
+            };
             format!(
-                "Connected to {} ({}), {}.",
+                "Connected to {} ({}){how}, {}.",
                 result.name,
                 result.peer_id,
                 match (&result.did, result.verified) {
@@ -411,7 +426,11 @@ impl AcpMcp {
                 } else {
                     ""
                 };
-                format!("{} ({}): {}{warn}", p["name"].as_str().unwrap_or("?"), p["id"].as_str().unwrap_or("?"), who)
+                let state = match p["connection_type"].as_str() {
+                    Some(kind) => format!("connected ({kind})"),
+                    None => "not connected".to_owned(),
+                };
+                format!("{} ({}): {state}, {}{warn}", p["name"].as_str().unwrap_or("?"), p["id"].as_str().unwrap_or("?"), who)
             })
             .collect();
         let summary = format!(

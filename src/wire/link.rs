@@ -50,7 +50,8 @@ impl Link {
         if text.starts_with("acp+wss://") || text.starts_with("acp+ws://") {
             return Err(format!(
                 "relay links (acp+wss://) are not supported: acp-relay never routes through a \
-                 third-party relay; use the peer's direct acp:// link: {text:?}"
+                 third-party relay (it reaches nodes behind NAT through relays you run: \
+                 --relay, docs/nat.md); use the peer's acp:// link: {text:?}"
             ));
         }
         let rest = text.strip_prefix("acp://").ok_or_else(|| {
