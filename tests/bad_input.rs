@@ -512,6 +512,7 @@ async fn connect_refuses_bad_links() {
         .map(|i| char::from_u32(0x21 + (i * 7919) % 0x5e).unwrap())
         .collect();
     let own = b.link();
+    let own_did = b.server.node.identity().did_acp().to_owned();
     for body in [
         json!({}),
         json!({"name": "x"}),
@@ -535,6 +536,12 @@ async fn connect_refuses_bad_links() {
         json!({"link": "ACP://127.0.0.1:1/tok"}),
         json!({"link": "acp+wss://relay/acp/tok"}),
         json!({"link": "acp+ws://relay/acp/tok"}),
+        // Route hints without the key to dial, or that are not what they claim.
+        json!({"link": "acp://127.0.0.1:1/tok?relay=https://relay.example/"}),
+        json!({"link": "acp://127.0.0.1:1/tok?addr=203.0.113.7:4"}),
+        json!({"link": format!("acp://127.0.0.1:1/tok?did={own_did}&relay=javascript:alert(1)")}),
+        json!({"link": format!("acp://127.0.0.1:1/tok?did={own_did}&addr=example.org:4")}),
+        json!({"link": format!("acp://127.0.0.1:1/tok?did={own_did}&addr=%zz")}),
         json!({"link": format!("acp://{}/tok", "x".repeat(5_000))}),
         json!({"link": garbage}),
         json!({"link": "acp://127.0.0.1:1/tok_ok", "name": "n".repeat(200)}),

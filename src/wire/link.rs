@@ -353,6 +353,55 @@ mod tests {
     }
 
     #[test]
+    fn a_link_may_carry_route_hints() {
+        let text = format!(
+            "acp://100.64.1.2:7801/tok_a?did={DID}&relay=https://relay.example:8443/&addr=203.0.113.7:41641&addr=[2001:db8::1]:41641"
+        );
+        let link = Link::parse(&text).unwrap();
+        assert_eq!(link.relay.as_deref(), Some("https://relay.example:8443/"));
+        assert_eq!(
+            link.addrs,
+            vec![
+                "203.0.113.7:41641".parse().unwrap(),
+                "[2001:db8::1]:41641".parse().unwrap()
+            ]
+        );
+        assert!(link.has_route_hints());
+        // Printed with the brackets escaped, and parsed back to the same link.
+        let printed = link.to_string();
+        assert!(
+            printed.contains("&addr=%5B2001:db8::1%5D:41641"),
+            "{printed}"
+        );
+        assert_eq!(Link::parse(&printed), Ok(link.clone()));
+        // The WebSocket URL (level 1, and what the reference dials) ignores the hints.
+        assert_eq!(link.ws_url(), "ws://100.64.1.2:7801/tok_a");
+        // An escaped relay URL is the same relay.
+        let escaped = format!(
+            "acp://100.64.1.2:7801/tok_a?did={DID}&relay=https%3A%2F%2Frelay.example%3A8443%2F"
+        );
+        assert_eq!(
+            Link::parse(&escaped).unwrap().relay.as_deref(),
+            Some("https://relay.example:8443/")
+        );
+        for bad in [
+            "acp://h:1/tok?relay=https://r.example/".to_owned(),
+            "acp://h:1/tok?addr=1.2.3.4:5".to_owned(),
+            format!("acp://h:1/tok?did={DID}&relay=ftp://r.example/"),
+            format!("acp://h:1/tok?did={DID}&relay=https://r.example/&relay=https://s.example/"),
+            format!("acp://h:1/tok?did={DID}&addr=1.2.3.4"),
+            format!("acp://h:1/tok?did={DID}&addr=1.2.3.4:0"),
+            format!("acp://h:1/tok?did={DID}&addr=example.org:5"),
+            format!(
+                "acp://h:1/tok?did={DID}{}",
+                "&addr=1.2.3.4:5".repeat(MAX_ADDR_HINTS + 1)
+            ),
+        ] {
+            assert!(Link::parse(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn token_check_is_exact() {
         assert!(token_matches("/tok_abc", "tok_abc"));
         assert!(token_matches("tok_abc/", "tok_abc"));
@@ -439,6 +488,41 @@ mod tests {
             prop_assert_eq!(link.did.as_deref(), Some(acp.as_str()));
             prop_assert_eq!(Link::parse(&link.to_string()), Ok(link.clone()));
             let _ = Link::parse(&format!("acp://127.0.0.1:9/tok_x?did={garbage}"));
+        }
+
+        /// Any relay URL and addresses ride in a link and come back out the same; garbage in
+        /// their place never panics.
+        #[test]
+        fn prop_link_route_hints_round_trip(
+            seed in any::<[u8; 32]>(),
+            relay in proptest::option::of(("(http|https)", "[a-z][a-z0-9-]{0,10}(\\.[a-z]{2,5})?", proptest::option::of(1u16..), "(/[a-z0-9_-]{0,8}){0,2}")),
+            addrs in proptest::collection::vec(any::<std::net::SocketAddr>(), 0..=MAX_ADDR_HINTS),
+            garbage in any::<String>(),
+        ) {
+            let key = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+            let relay = relay.map(|(scheme, host, port, path)| {
+                let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+                crate::wire::relay_url::check(&format!("{scheme}://{host}{port}{path}")).unwrap()
+            });
+            // What a link can say of an address: no IPv6 flow label or zone (link-local
+            // addresses, the only ones with zones, are never put into links).
+            let addrs: Vec<_> = addrs
+                .into_iter()
+                .filter(|a| a.port() != 0)
+                .map(|a| std::net::SocketAddr::new(a.ip(), a.port()))
+                .collect();
+            let link = Link {
+                did: Some(crate::wire::did::did_acp(&key)),
+                relay,
+                addrs,
+                ..Link::plain("100.64.0.1", 7801, "tok_x")
+            };
+            let printed = link.to_string();
+            prop_assert_eq!(Link::parse(&printed), Ok(link.clone()), "printed {}", printed);
+            let did = crate::wire::did::did_acp(&key);
+            for k in ["relay", "addr"] {
+                let _ = Link::parse(&format!("acp://h:1/tok?did={did}&{k}={garbage}"));
+            }
         }
 
         /// The token check never panics, accepts the token's own path (any slashes, any

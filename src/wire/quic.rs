@@ -139,7 +139,7 @@ impl Quic {
                 relay,
                 addrs: addr
                     .ip_addrs()
-                    .filter(|a| !a.ip().is_loopback() && !a.ip().is_unspecified())
+                    .filter(|a| usable_elsewhere(a.ip()))
                     .take(MAX_ADDR_HINTS)
                     .copied()
                     .collect(),
@@ -249,6 +249,17 @@ impl Quic {
             path: watch_path(&conn),
         };
         Ok((ws, route, conn))
+    }
+}
+
+/// Whether another machine could reach this address: not loopback, not unspecified, not an
+/// IPv6 link-local address (meaningless off its link, and it would need a zone).
+fn usable_elsewhere(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_unspecified(),
+        std::net::IpAddr::V6(v6) => {
+            !v6.is_loopback() && !v6.is_unspecified() && !v6.is_unicast_link_local()
+        }
     }
 }
 
