@@ -12,7 +12,7 @@ use std::path::Path;
 use acp_relay::relay::{RelayArgs, RunningRelay};
 use acp_relay::wire::link::Link;
 use acp_relay::wire::relay_url::RelaySpec;
-use common::{Lab, TestNode, eventually, start_with};
+use common::{Lab, SseReader, TestNode, eventually, start_with};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -74,9 +74,18 @@ async fn a_link_whose_host_does_not_answer_reaches_its_node_over_iroh() {
     let bob = start_node(&lab, "bob", &relay, &ca).await;
 
     let link = link_without_direct_route(&alice).await;
+    let mut events = SseReader::open(&format!("{}/stream", bob.url), None).await;
     let (status, r) = bob.post("/peers/connect", json!({"link": link})).await;
     assert_eq!(status, 200, "{r}");
     let peer = r["peer_id"].as_str().unwrap().to_owned();
+    // Watchers learn the path with the connection (and of every later change).
+    let ev = events
+        .wait_for(30, "the peer's connected event", |e| {
+            e.data["type"] == "peer" && e.data["event"] == "connected"
+        })
+        .await;
+    let kind = ev.data["connection_type"].as_str().unwrap_or_default();
+    assert!(matches!(kind, "dcutr_direct" | "relay"), "{:?}", ev);
     eventually(30, "bob connected to alice over iroh", || async {
         peer_entry(&bob, &peer).await["connected"] == true
     })
