@@ -114,11 +114,12 @@ start() {
   wait_for 20 api "$1" GET /status
 }
 
+probes_in() { [ "$(api "$1" GET "/context/probe/messages?limit=100" | json 'len(d["messages"])')" -ge "$2" ]; }
 link_has_relay() { api "$1" GET /link | grep -q relay=; }
 peer_is() { api "$1" GET "/peers/$2" | grep -q "\"connection_type\":\"$3\""; }
 
-printf '| path | conns | wrk req/s | wrk p50 | wrk p99 | A received/s | drain after wrk |\n'
-printf '|---|---|---|---|---|---|---|\n'
+printf '| path | idle latency p50 | p98 | conns | wrk req/s | wrk p50 | wrk p99 | A received/s | drain after wrk |\n'
+printf '|---|---|---|---|---|---|---|---|---|\n'
 # run PATH_NAME A_NS A_ADVERTISE B_NS B_ADVERTISE
 run() {
   start "$2" "A$1" "$3"; local a_pid=${PIDS[-1]}
@@ -127,6 +128,19 @@ run() {
   local link; link=$(api "$2" GET /link | json 'd["link"]')
   local peer; peer=$(api "$4" POST /peers/connect "{\"link\":\"$link\"}" | json 'd["peer_id"]')
   wait_for 60 peer_is "$4" "$peer" "$1"
+  # Path latency first, on an idle path: 50 messages 20 ms apart, each from the sender's
+  # timestamp (ts) to the receiver's received_at (one clock: the namespaces share the host's).
+  for i in $(seq 1 50); do
+    api "$4" POST /message:send '{"role":"user","text":"probe","context_id":"probe"}' >/dev/null
+    sleep 0.02
+  done
+  wait_for 30 probes_in "$2" 50
+  local lat; lat=$(api "$2" GET "/recv?limit=100" | python3 -c '
+import json, sys, datetime
+d = json.load(sys.stdin)
+ms = sorted((m["received_at"] - datetime.datetime.fromisoformat(m["raw"]["ts"].replace("Z", "+00:00")).timestamp()) * 1000
+            for m in d["messages"])
+print(f"{ms[len(ms)//2]:.2f} ms | {ms[int(len(ms)*0.98)]:.2f} ms")')
   local before; before=$(api "$2" GET /status | json 'd["messages_received"]')
   local t0; t0=$(date +%s.%N)
   local out; out=$(ip netns exec "$P$4" wrk -t1 -c"$CONNS" -d"${SECS}s" --timeout 30s \
@@ -141,13 +155,13 @@ run() {
     sleep 0.1
   done
   local t2; t2=$(date +%s.%N)
-  python3 - "$1" "$CONNS" "$out" "$t0" "$t1" "$t2" "$((got - before))" <<'EOF'
+  python3 - "$1" "$CONNS" "$out" "$t0" "$t1" "$t2" "$((got - before))" "$lat" <<'EOF'
 import sys
-path, conns, out, t0, t1, t2, got = sys.argv[1:]
+path, conns, out, t0, t1, t2, got, lat = sys.argv[1:]
 f = dict(kv.split("=") for kv in out.split()[1:])
 dur = int(f["duration_us"]) / 1e6
 ms = lambda us: f"{int(us)/1000:.2f} ms"
-print(f"| {path} | {conns} | {int(f['requests'])/dur:,.0f} | {ms(f['p50_us'])} | {ms(f['p99_us'])} "
+print(f"| {path} | {lat} | {conns} | {int(f['requests'])/dur:,.0f} | {ms(f['p50_us'])} | {ms(f['p99_us'])} "
       f"| {int(got)/(float(t2)-float(t0)):,.0f} | {float(t2)-float(t1):.2f} s |")
 EOF
   kill "$a_pid" "$b_pid"; wait "$a_pid" "$b_pid" 2>/dev/null || true
