@@ -326,6 +326,18 @@ fn offline_queue_across_restart(lab: &Lab, a: &mut Node, host: &str, b: &Node, b
     });
 }
 
+/// Two home networks (A always behind a cone NAT, B behind `b_nat`), each with a node.
+fn two_homes(lab: &mut Lab, b_nat: Nat) -> (Node, Node) {
+    let a_ns = lab.net.home("a", 1, 1, Nat::Cone);
+    let b_ns = lab.net.home("b", 2, 2, b_nat);
+    let a = lab.node(&a_ns, "alice", A_HOST);
+    let b = lab.node(&b_ns, "bob", "100.64.2.2");
+    (a, b)
+}
+
+/// Alice's address on her LAN.
+const A_HOST: &str = "100.64.1.2";
+
 fn connection_type(node: &Node, peer: &str) -> String {
     node.peer(peer)["connection_type"]
         .as_str()
@@ -340,10 +352,7 @@ fn behind_two_cone_nats_the_nodes_punch_a_hole() {
     }
     let mut lab = Lab::new("c");
     let _relay = lab.relay();
-    let a_ns = lab.net.home("a", 1, 1, Nat::Cone);
-    let b_ns = lab.net.home("b", 2, 2, Nat::Cone);
-    let mut a = lab.node(&a_ns, "alice", "100.64.1.2");
-    let b = lab.node(&b_ns, "bob", "100.64.2.2");
+    let (mut a, b) = two_homes(&mut lab, Nat::Cone);
     let peer = b.connect(&a.link(), 60);
     b.wait(60, "a hole-punched path", |n| {
         connection_type(n, &peer) == "dcutr_direct"
@@ -351,7 +360,7 @@ fn behind_two_cone_nats_the_nodes_punch_a_hole() {
     let (_, status) = b.get("/status");
     assert_eq!(status["connection_type"], "dcutr_direct", "{status}");
     exchange(&a, &b, "cone");
-    offline_queue_across_restart(&lab, &mut a, "100.64.1.2", &b, &peer);
+    offline_queue_across_restart(&lab, &mut a, A_HOST, &b, &peer);
 }
 
 #[test]
@@ -361,16 +370,13 @@ fn behind_a_symmetric_nat_the_connection_stays_relayed() {
     }
     let mut lab = Lab::new("s");
     let _relay = lab.relay();
-    let a_ns = lab.net.home("a", 1, 1, Nat::Cone);
-    let b_ns = lab.net.home("b", 2, 2, Nat::Symmetric);
-    let mut a = lab.node(&a_ns, "alice", "100.64.1.2");
-    let b = lab.node(&b_ns, "bob", "100.64.2.2");
+    let (mut a, b) = two_homes(&mut lab, Nat::Symmetric);
     let peer = b.connect(&a.link(), 60);
     assert_eq!(connection_type(&b, &peer), "relay", "{}", b.peer(&peer));
     exchange(&a, &b, "symmetric");
     // Punching had every chance meanwhile; a symmetric NAT defeats it.
     assert_eq!(connection_type(&b, &peer), "relay", "{}", b.peer(&peer));
-    offline_queue_across_restart(&lab, &mut a, "100.64.1.2", &b, &peer);
+    offline_queue_across_restart(&lab, &mut a, A_HOST, &b, &peer);
 }
 
 #[test]
@@ -402,10 +408,7 @@ fn with_the_relay_down_the_error_is_clear_and_the_connection_comes_up_when_it_re
     }
     let mut lab = Lab::new("d");
     let relay = lab.relay();
-    let a_ns = lab.net.home("a", 1, 1, Nat::Cone);
-    let b_ns = lab.net.home("b", 2, 2, Nat::Cone);
-    let a = lab.node(&a_ns, "alice", "100.64.1.2");
-    let b = lab.node(&b_ns, "bob", "100.64.2.2");
+    let (a, b) = two_homes(&mut lab, Nat::Cone);
     let link = a.link();
     relay.stop();
     let (status, r) = b.post("/peers/connect", json!({"link": link}));

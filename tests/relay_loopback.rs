@@ -49,6 +49,35 @@ async fn start_node(lab: &Lab, name: &str, relay: &RunningRelay, ca: &Path) -> T
     start_with(config).await
 }
 
+/// A relay and the lab its nodes live in.
+struct World {
+    lab: Lab,
+    ca: std::path::PathBuf,
+    relay: RunningRelay,
+}
+
+impl World {
+    async fn new() -> World {
+        let lab = Lab::new();
+        let ca = lab.root.path().join("relay.pem");
+        let relay = start_relay(&ca).await;
+        World { lab, ca, relay }
+    }
+
+    /// A node that uses the relay.
+    async fn node(&self, name: &str) -> TestNode {
+        start_node(&self.lab, name, &self.relay, &self.ca).await
+    }
+
+    /// Stops the nodes, then the relay.
+    async fn stop(self, nodes: Vec<TestNode>) {
+        for node in nodes {
+            node.stop().await;
+        }
+        self.relay.shutdown().await;
+    }
+}
+
 /// `node`'s link with its host:port pointing where nothing listens, as a NATed node's LAN
 /// address looks from elsewhere; once its endpoint has joined the relay.
 async fn link_without_direct_route(node: &TestNode) -> String {
@@ -67,11 +96,9 @@ async fn peer_entry(node: &TestNode, id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_whose_host_does_not_answer_reaches_its_node_over_iroh() {
-    let lab = Lab::new();
-    let ca = lab.root.path().join("relay.pem");
-    let relay = start_relay(&ca).await;
-    let alice = start_node(&lab, "alice", &relay, &ca).await;
-    let bob = start_node(&lab, "bob", &relay, &ca).await;
+    let world = World::new().await;
+    let alice = world.node("alice").await;
+    let bob = world.node("bob").await;
 
     let link = link_without_direct_route(&alice).await;
     let mut events = SseReader::open(&format!("{}/stream", bob.url), None).await;
@@ -181,18 +208,14 @@ async fn a_link_whose_host_does_not_answer_reaches_its_node_over_iroh() {
         },
     )
     .await;
-    alice.stop().await;
-    bob.stop().await;
-    relay.shutdown().await;
+    world.stop(vec![alice, bob]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_relays_tries_only_the_direct_route_and_says_why() {
-    let lab = Lab::new();
-    let ca = lab.root.path().join("relay.pem");
-    let relay = start_relay(&ca).await;
-    let alice = start_node(&lab, "alice", &relay, &ca).await;
-    let bob = lab.start("bob").await;
+    let world = World::new().await;
+    let alice = world.node("alice").await;
+    let bob = world.lab.start("bob").await;
     let link = link_without_direct_route(&alice).await;
     let (status, r) = bob.post("/peers/connect", json!({"link": link})).await;
     assert_eq!(status, 200, "{r}");
@@ -205,18 +228,14 @@ async fn a_node_without_relays_tries_only_the_direct_route_and_says_why() {
     })
     .await;
     assert_eq!(peer_entry(&bob, &peer).await["connected"], false);
-    alice.stop().await;
-    bob.stop().await;
-    relay.shutdown().await;
+    world.stop(vec![alice, bob]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acp_connect_says_which_level_worked() {
-    let lab = Lab::new();
-    let ca = lab.root.path().join("relay.pem");
-    let relay = start_relay(&ca).await;
-    let alice = start_node(&lab, "alice", &relay, &ca).await;
-    let bob = start_node(&lab, "bob", &relay, &ca).await;
+    let world = World::new().await;
+    let alice = world.node("alice").await;
+    let bob = world.node("bob").await;
     let link = link_without_direct_route(&alice).await;
     let client = ()
         .serve(StreamableHttpClientTransport::from_uri(format!(
@@ -245,7 +264,5 @@ async fn acp_connect_says_which_level_worked() {
         other => panic!("unexpected connection_type {other:?}: {result}"),
     }
     client.cancel().await.expect("close MCP session");
-    alice.stop().await;
-    bob.stop().await;
-    relay.shutdown().await;
+    world.stop(vec![alice, bob]).await;
 }
