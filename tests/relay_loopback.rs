@@ -266,3 +266,75 @@ async fn acp_connect_says_which_level_worked() {
     client.cancel().await.expect("close MCP session");
     world.stop(vec![alice, bob]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_iroh_a_card_must_be_signed_by_the_key_the_connection_proved() {
+    use futures_util::{SinkExt, StreamExt};
+    use iroh::{EndpointAddr, RelayConfig, RelayMap, RelayMode, RelayUrl};
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let world = World::new().await;
+    let alice = world.node("alice").await;
+    let bob = world.node("bob").await;
+    let link = Link::parse(&link_without_direct_route(&alice).await).unwrap();
+    // An impostor with a key of its own, replaying bob's (validly signed) card to alice.
+    let relay: RelayUrl = link.relay.as_deref().unwrap().parse().unwrap();
+    let map = RelayMap::empty();
+    map.insert(
+        relay.clone(),
+        std::sync::Arc::new(RelayConfig::new(relay.clone(), None)),
+    );
+    let ca = CertificateDer::pem_file_iter(&world.ca)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let impostor = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+        .relay_mode(RelayMode::Custom(map))
+        .ca_tls_config(iroh_relay::tls::CaTlsConfig::embedded().with_extra_roots(ca))
+        .bind()
+        .await
+        .expect("impostor endpoint");
+    let key = acp_relay::wire::did::parse_did(link.did.as_deref().unwrap()).unwrap();
+    let mut to = EndpointAddr::new(iroh::PublicKey::from_bytes(key.as_bytes()).unwrap())
+        .with_relay_url(relay);
+    for a in &link.addrs {
+        to = to.with_ip_addr(*a);
+    }
+    let conn = impostor
+        .connect(to, acp_relay::wire::quic::ALPN)
+        .await
+        .expect("QUIC to alice");
+    let (send, recv) = conn.open_bi().await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(link.ws_url(), tokio::io::join(recv, send))
+        .await
+        .expect("WebSocket over QUIC");
+    let replayed = acp_relay::wire::frame::agent_card(&bob.server.node.card());
+    ws.send(Message::text(replayed.to_string())).await.unwrap();
+    let mut refusal = Value::Null;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, ws.next()).await {
+        let Ok(msg) = msg else { break };
+        if let Message::Text(t) = msg {
+            let frame: Value = serde_json::from_str(t.as_str()).unwrap();
+            if frame["type"] == "error" {
+                refusal = frame;
+                break;
+            }
+        }
+    }
+    assert_eq!(refusal["code"], "invalid_card_signature", "{refusal}");
+    assert!(
+        refusal["message"].as_str().unwrap_or("").contains("QUIC"),
+        "{refusal}"
+    );
+    let (_, peers) = alice.get("/peers").await;
+    assert_eq!(
+        peers["count"], 0,
+        "the impostor left no peer behind: {peers}"
+    );
+    conn.close(0u32.into(), b"");
+    impostor.close().await;
+    world.stop(vec![alice, bob]).await;
+}

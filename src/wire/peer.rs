@@ -95,6 +95,7 @@ pub async fn serve(node: Node, listener: TcpListener) {
                         label: addr.to_string(),
                         source: source_of(addr.ip()),
                         path: session::fixed_path(ConnectionType::P2pDirect),
+                        proven_key: None,
                     };
                     let ticket = gate.enter(origin.source, Instant::now());
                     let node2 = node.clone();
@@ -310,6 +311,8 @@ pub(crate) struct Origin {
     pub source: Source,
     /// How it reaches us.
     pub path: PathWatch,
+    /// The key the transport proved (iroh's QUIC handshake); none over TCP.
+    pub proven_key: Option<[u8; 32]>,
 }
 
 /// Takes one accepted connection through its handshake (under the gate's deadline and
@@ -332,7 +335,7 @@ pub(crate) async fn accept_one<S>(
             tracing::debug!(%addr, "pending peer handshake evicted");
             return;
         }
-        r = tokio::time::timeout(ACCEPT_DEADLINE, pre_auth(&node, &gate, stream, addr)) => match r {
+        r = tokio::time::timeout(ACCEPT_DEADLINE, pre_auth(&node, &gate, stream, addr, origin.proven_key)) => match r {
             Ok(Some(a)) => a,
             Ok(None) => return,
             Err(_) => {
@@ -363,7 +366,7 @@ pub(crate) async fn accept_one<S>(
             (id, None, Some(first))
         }
     };
-    node.bind_identity(&peer_id, &identity, false);
+    node.bind_identity(&peer_id, &identity, origin.proven_key.is_some());
     tracing::info!(peer = %peer_id, %addr, name = name.as_deref().unwrap_or("?"),
         did = identity.check.key.as_ref().map(super::did::did_acp).as_deref().unwrap_or("none"),
         "peer connected (inbound)");
@@ -388,7 +391,13 @@ pub(crate) async fn accept_one<S>(
 /// connection was refused or failed (and has been dealt with).
 // The handshake callback's error type is tungstenite's HTTP response; its size is not ours.
 #[allow(clippy::result_large_err)]
-async fn pre_auth<S>(node: &Node, gate: &Gate, stream: S, addr: &str) -> Option<Admitted<S>>
+async fn pre_auth<S>(
+    node: &Node,
+    gate: &Gate,
+    stream: S,
+    addr: &str,
+    proven_key: Option<[u8; 32]>,
+) -> Option<Admitted<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -446,7 +455,19 @@ where
         .and_then(|n| n.as_str())
         .map(str::to_owned);
     // Its card's signature and its key against the pin, before it takes a place.
-    let identity = match node.inbound_identity(name.as_deref(), &first, card.is_some()) {
+    // Over iroh the QUIC handshake already proved a key: the card must be signed by that one
+    // (else it is somebody else's card, replayed).
+    let checked = node
+        .inbound_identity(name.as_deref(), &first, card.is_some())
+        .and_then(|id| match proven_key {
+            Some(k) if id.check.key.map(|v| v.to_bytes()) != Some(k) => {
+                Err(crate::node::error::NodeError::invalid(
+                    "its card is not signed by the key its QUIC connection proved",
+                ))
+            }
+            _ => Ok(id),
+        });
+    let identity = match checked {
         Ok(id) => id,
         Err(e) => {
             let code = if e.code == ErrorCode::KeyMismatch {
@@ -667,7 +688,7 @@ async fn dial_once(
             match dialled {
                 Ok((ws, route, conn)) => {
                     let ran = run_dialled(node, peer_id, link_text, link, ws, route).await;
-                    conn.close(0u32.into(), b"done");
+                    super::quic::close_gracefully(&conn).await;
                     return ran;
                 }
                 Err(e) => format!(

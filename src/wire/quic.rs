@@ -194,9 +194,10 @@ impl Quic {
                     label: describe(&conn),
                     source,
                     path: watch_path(&conn),
+                    proven_key: Some(*conn.remote_id().as_bytes()),
                 };
                 super::peer::accept_one(node2, gate2, ticket, stream, origin).await;
-                conn.close(0u32.into(), b"done");
+                close_gracefully(&conn).await;
             });
         }
         self.endpoint.close().await;
@@ -250,6 +251,16 @@ impl Quic {
         };
         Ok((ws, route, conn))
     }
+}
+
+/// How long a finished connection waits for the peer to close it, so that what was written
+/// last (a refusal, a close frame) reaches it: closing a QUIC connection drops unsent data.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Closes a connection once the peer has closed it, or after [`LINGER`].
+pub(crate) async fn close_gracefully(conn: &Connection) {
+    let _ = tokio::time::timeout(LINGER, conn.closed()).await;
+    conn.close(0u32.into(), b"done");
 }
 
 /// Whether another machine could reach this address: not loopback, not unspecified, not an
