@@ -58,8 +58,10 @@ impl Link {
             format!("invalid link scheme (expected acp://host:port/token): {text:?}")
         })?;
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let token = path.trim_matches('/');
-        let (token, after) = token.split_once(['?', '#']).unwrap_or((token, ""));
+        // The query first: a relay hint may end in slashes, which belong to it, not to the
+        // token's path.
+        let (token, after) = path.split_once(['?', '#']).unwrap_or((path, ""));
+        let token = token.trim_matches('/');
         let hints = Hints::parse(after.split('#').next().unwrap_or(""))
             .map_err(|e| format!("{e}: {text:?}"))?;
         if token.is_empty() {
@@ -376,6 +378,13 @@ mod tests {
         assert_eq!(Link::parse(&printed), Ok(link.clone()));
         // The WebSocket URL (level 1, and what the reference dials) ignores the hints.
         assert_eq!(link.ws_url(), "ws://100.64.1.2:7801/tok_a");
+        // A relay URL ending in slashes keeps them (found by the property test below).
+        let slashes = format!("acp://h:1/tok_a?did={DID}&relay=http://a//");
+        assert_eq!(
+            Link::parse(&slashes).unwrap().relay.as_deref(),
+            Some("http://a//")
+        );
+        assert_eq!(Link::parse(&slashes).unwrap().token, "tok_a");
         // An escaped relay URL is the same relay.
         let escaped = format!(
             "acp://100.64.1.2:7801/tok_a?did={DID}&relay=https%3A%2F%2Frelay.example%3A8443%2F"
