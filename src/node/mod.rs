@@ -8,10 +8,12 @@
 //! (frames from peers), `tasks` (task operations), `history` (reading messages back),
 //! `identity` (this node's key and dids, peers' verified keys and their pins, delegation).
 
+pub mod capacity;
 pub mod card;
 mod deliver;
 pub mod error;
 pub mod events;
+mod held;
 mod history;
 pub mod identity;
 pub mod ids;
@@ -474,6 +476,7 @@ impl Node {
             "identity": self.identity_status(),
             "data_dir": self.inner.config.data_dir,
             "offline_queue_limit": self.inner.config.offline_queue_limit,
+            "store": self.inner.store.capacity().to_json(),
         })
     }
 
@@ -904,6 +907,14 @@ pub(crate) fn ensure_running(node: &Node) -> NodeResult<()> {
         ));
     }
     Ok(())
+}
+
+/// [`ensure_running`], and the store takes writes: sends and task writes are refused with
+/// `507 ERR_STORAGE_FULL` while the disk is full or the store is at `--max-store-mb`, before
+/// anything is numbered, sent or queued (so a refused send leaves no trace anywhere).
+pub(crate) fn ensure_writable(node: &Node) -> NodeResult<()> {
+    ensure_running(node)?;
+    node.inner.store.capacity().check()
 }
 
 /// A place under `--max-peers`, held by a connection from its admission until it is attached

@@ -118,6 +118,8 @@ pub struct Peer {
     pub unconfirmed: super::unconfirmed::Unconfirmed,
     /// Identity verified at the handshake of the current or last connection.
     pub identity: LiveIdentity,
+    /// Messages the peer could not store yet and asked to get again later.
+    pub held: super::held::Held,
 }
 
 impl Peer {
@@ -133,6 +135,7 @@ impl Peer {
             last_error: None,
             unconfirmed: Default::default(),
             identity: LiveIdentity::default(),
+            held: Default::default(),
         }
     }
 
@@ -225,6 +228,7 @@ impl Peer {
             "offline_queue_depth": self.queue.len(),
             "delivery_ack": self.confirms_delivery(),
             "unconfirmed": self.unconfirmed.len(),
+            "held_by_peer": self.held.len(),
             "reconnect_attempts": self.attempts,
             "last_error": self.last_error,
             "did": self.did(),

@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, ffi, params};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::capacity::Capacity;
 use super::error::{NodeError, NodeResult};
 
 /// Migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -144,12 +145,35 @@ pub enum WriteOp {
     AppendEvent { seq: u64, body: String },
     /// Set a metadata value (token, session counters).
     SetMeta { key: String, value: String },
+    /// A small real write that tells whether the disk takes writes again (sent by the
+    /// checkpointer while the store is full and the filesystem shows room).
+    Probe,
+}
+
+/// Why a batch did not commit.
+#[derive(Debug, Clone)]
+enum CommitError {
+    /// SQLite reported the disk full; the batch's writes are kept and retried.
+    Full,
+    /// Anything else (the batch is given up).
+    Failed(String),
 }
 
 enum Command {
     Write(WriteOp),
     /// Resolves once every command queued before it is committed.
-    Barrier(oneshot::Sender<Result<(), String>>),
+    Barrier(oneshot::Sender<Result<(), CommitError>>),
+}
+
+/// Most writes the writer keeps while the disk is full. Sends, task writes and new inbound
+/// frames are refused while the store is full, so what accumulates is the few writes in
+/// flight when the disk filled plus control writes (events, peer records, read marks); past
+/// this bound the newest are dropped and counted.
+const MAX_HELD_WRITES: usize = 200_000;
+
+/// Whether an SQLite error means "no space left".
+fn is_disk_full(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull))
 }
 
 /// Handle to the store; cheap to clone.
@@ -158,9 +182,13 @@ pub struct Store {
     tx: mpsc::UnboundedSender<Command>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    capacity: Arc<Capacity>,
     /// Dropped with the last handle, which stops the checkpointer thread.
     _checkpointer: Arc<std::sync::mpsc::Sender<()>>,
 }
+
+/// How often a full store checks whether the disk takes writes again.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often the WAL is checkpointed into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
@@ -229,7 +257,12 @@ const SHRINK_WHEN_IDLE_FOR: std::time::Duration = if cfg!(test) {
 /// The WAL file keeps its size between rewinds (overwritten in place, no blocks to allocate);
 /// once nothing has been written for [`SHRINK_WHEN_IDLE_FOR`], a TRUNCATE checkpoint gives
 /// the space back.
-fn checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
+fn checkpointer(
+    path: PathBuf,
+    stop: std::sync::mpsc::Receiver<()>,
+    capacity: Arc<Capacity>,
+    writer: mpsc::WeakUnboundedSender<Command>,
+) {
     let Ok(conn) = open_connection(&path) else {
         tracing::error!("store: checkpointer cannot open the database; the WAL will grow");
         return;
@@ -251,11 +284,29 @@ fn checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
     };
     let mut last_frames = -1;
     let mut unchanged_since = std::time::Instant::now();
+    let mut last_probe = std::time::Instant::now();
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
     {
+        let file_len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        capacity.set_store_bytes(file_len(&path) + file_len(&wal_path));
+        // A full store tries again once the filesystem shows room: the probe is a real write,
+        // and its commit (with every write held since the disk filled) ends the state.
+        if capacity.disk_full()
+            && last_probe.elapsed() >= PROBE_EVERY
+            && capacity.room_to_resume()
+            && let Some(tx) = writer.upgrade()
+        {
+            last_probe = std::time::Instant::now();
+            let _ = tx.send(Command::Write(WriteOp::Probe));
+        }
         let mut pass = checkpoint("PASSIVE");
         let frames = match pass {
             Ok((frames, _)) => frames,
+            // A full disk is logged once, by the writer.
+            Err(e) if is_disk_full(&e) || capacity.disk_full() => {
+                tracing::debug!("store: checkpoint failed: {e}");
+                continue;
+            }
             Err(e) => {
                 tracing::warn!("store: checkpoint failed: {e}");
                 continue;
@@ -411,21 +462,25 @@ impl Store {
         let readers = (0..3)
             .map(|_| open_connection(path))
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        let capacity = Arc::new(Capacity::new(path.parent().unwrap_or(Path::new("."))));
         let (tx, rx) = mpsc::unbounded_channel();
+        let writer_capacity = capacity.clone();
         std::thread::Builder::new()
             .name("acp-store-writer".into())
-            .spawn(move || writer_loop(writer_conn, rx))
+            .spawn(move || writer_loop(writer_conn, rx, writer_capacity))
             .map_err(|e| NodeError::internal(format!("cannot start store writer: {e}")))?;
         let (stop_tx, stop_rx) = std::sync::mpsc::channel();
         let checkpoint_path = path.to_owned();
+        let (checkpoint_capacity, weak_tx) = (capacity.clone(), tx.downgrade());
         std::thread::Builder::new()
             .name("acp-store-checkpoint".into())
-            .spawn(move || checkpointer(checkpoint_path, stop_rx))
+            .spawn(move || checkpointer(checkpoint_path, stop_rx, checkpoint_capacity, weak_tx))
             .map_err(|e| NodeError::internal(format!("cannot start store checkpointer: {e}")))?;
         Ok(Store {
             tx,
             readers: Arc::new(Mutex::new(readers)),
             path: path.to_owned(),
+            capacity,
             _checkpointer: Arc::new(stop_tx),
         })
     }
@@ -433,6 +488,11 @@ impl Store {
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the store takes new writes (disk full, `--max-store-mb`).
+    pub fn capacity(&self) -> &Arc<Capacity> {
+        &self.capacity
     }
 
     /// Queues a write without waiting for it to commit.
@@ -448,9 +508,14 @@ impl Store {
         self.tx
             .send(Command::Barrier(done))
             .map_err(|_| NodeError::internal("store writer is gone"))?;
-        wait.await
-            .map_err(|_| NodeError::internal("store writer stopped"))?
-            .map_err(|e| NodeError::internal(format!("store commit failed: {e}")))
+        match wait.await {
+            Err(_) => Err(NodeError::internal("store writer stopped")),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(CommitError::Full)) => Err(self.capacity.error()),
+            Ok(Err(CommitError::Failed(e))) => {
+                Err(NodeError::internal(format!("store commit failed: {e}")))
+            }
+        }
     }
 
     /// Queues a write and waits until it is committed.
@@ -465,7 +530,13 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        self.flush().await?;
+        // While the disk is full, reads go on over what is committed (the writes held for
+        // later are not visible yet).
+        if let Err(e) = self.flush().await
+            && e.code != super::error::ErrorCode::StorageFull
+        {
+            return Err(e);
+        }
         let readers = self.readers.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
@@ -538,72 +609,124 @@ fn collect_batch(
     batch
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Command>) {
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    capacity: Arc<Capacity>,
+) {
     const MAX_BATCH: usize = 4096;
     let mut events_since_prune: u64 = 0;
+    // Writes of batches that could not commit because the disk was full, oldest first: every
+    // later transaction applies them first, so a barrier still resolves only once everything
+    // queued before it is committed, and nothing accepted is lost while the disk stays full.
+    let mut held: Vec<WriteOp> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let mut barriers = Vec::new();
-        let batch = collect_batch(first, &mut rx, MAX_BATCH);
-        // A transaction that cannot even begin (disk gone, database locked for >5 s) is
-        // retried a few times before the batch is given up and its waiters told.
-        let mut attempt = 0;
-        let tx = loop {
-            match conn.transaction() {
-                Ok(tx) => break Some(tx),
-                Err(e) if attempt < 5 => {
-                    attempt += 1;
-                    tracing::warn!("store: cannot begin transaction (attempt {attempt}): {e}");
-                    std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
-                }
-                Err(e) => {
-                    tracing::error!("store: giving up on a batch of {} writes: {e}", batch.len());
-                    break None;
-                }
-            }
-        };
-        let Some(tx) = tx else {
-            for cmd in batch {
-                if let Command::Barrier(done) = cmd {
-                    let _ = done.send(Err("cannot begin a transaction".into()));
-                }
-            }
-            continue;
-        };
-        let mut last_event_seq = 0;
-        for cmd in batch {
+        let mut ops = Vec::new();
+        let mut probe = false;
+        for cmd in collect_batch(first, &mut rx, MAX_BATCH) {
             match cmd {
                 Command::Barrier(done) => barriers.push(done),
-                Command::Write(op) => {
-                    if let WriteOp::AppendEvent { seq, .. } = &op {
-                        last_event_seq = *seq;
-                        events_since_prune += 1;
-                    }
-                    if let Err(e) = apply(&tx, op) {
-                        tracing::error!("store write failed: {e}");
-                    }
+                Command::Write(WriteOp::Probe) => probe = true,
+                Command::Write(op) => ops.push(op),
+            }
+        }
+        if probe {
+            ops.push(WriteOp::SetMeta {
+                key: "storage_probe".into(),
+                value: super::ids::now_iso(),
+            });
+        }
+        let outcome = commit_batch(&mut conn, &held, &ops, &mut events_since_prune);
+        match &outcome {
+            Ok(()) => {
+                held.clear();
+                // Only a probe ends the full state: it is sent once the filesystem shows room,
+                // while a commit that fitted into the WAL's old space proves nothing.
+                if probe {
+                    capacity.clear_disk_full();
                 }
             }
-        }
-        if events_since_prune >= 10_000 && last_event_seq > EVENT_RETENTION {
-            events_since_prune = 0;
-            if let Err(e) = tx.execute(
-                "DELETE FROM events WHERE seq <= ?1",
-                params![(last_event_seq - EVENT_RETENTION) as i64],
-            ) {
-                tracing::warn!("store: pruning events failed: {e}");
+            Err(CommitError::Full) => {
+                capacity.set_disk_full();
+                let room = MAX_HELD_WRITES.saturating_sub(held.len());
+                let keep = ops.len().min(room);
+                if keep < ops.len() {
+                    capacity.note_dropped((ops.len() - keep) as u64);
+                }
+                held.extend(ops.into_iter().take(keep));
+            }
+            Err(CommitError::Failed(e)) => {
+                tracing::error!("store: commit failed: {e}");
             }
         }
-        let outcome = tx.commit().map_err(|e| {
-            tracing::error!("store: commit failed: {e}");
-            e.to_string()
-        });
         for done in barriers {
             let _ = done.send(outcome.clone());
         }
     }
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, op: WriteOp) -> rusqlite::Result<()> {
+/// One transaction: the held writes, then `ops`. A write that fails for another reason than
+/// a full disk is logged and skipped (the rest commits), as before; a full disk fails the
+/// whole transaction, whose writes the caller keeps.
+fn commit_batch(
+    conn: &mut Connection,
+    held: &[WriteOp],
+    ops: &[WriteOp],
+    events_since_prune: &mut u64,
+) -> Result<(), CommitError> {
+    // A transaction that cannot even begin (disk gone, database locked for >5 s) is retried
+    // a few times before the batch is given up and its waiters told.
+    let mut attempt = 0;
+    let tx = loop {
+        match conn.transaction() {
+            Ok(tx) => break tx,
+            Err(e) if is_disk_full(&e) => return Err(CommitError::Full),
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                tracing::warn!("store: cannot begin transaction (attempt {attempt}): {e}");
+                std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
+            }
+            Err(e) => {
+                tracing::error!("store: giving up on a batch of {} writes: {e}", ops.len());
+                return Err(CommitError::Failed("cannot begin a transaction".into()));
+            }
+        }
+    };
+    let mut last_event_seq = 0;
+    for op in held.iter().chain(ops) {
+        if let WriteOp::AppendEvent { seq, .. } = op {
+            last_event_seq = *seq;
+            *events_since_prune += 1;
+        }
+        match apply(&tx, op) {
+            Ok(()) => {}
+            Err(e) if is_disk_full(&e) => return Err(CommitError::Full),
+            Err(e) => tracing::error!("store write failed: {e}"),
+        }
+    }
+    if *events_since_prune >= 10_000 && last_event_seq > EVENT_RETENTION {
+        *events_since_prune = 0;
+        if let Err(e) = tx.execute(
+            "DELETE FROM events WHERE seq <= ?1",
+            params![(last_event_seq - EVENT_RETENTION) as i64],
+        ) {
+            if is_disk_full(&e) {
+                return Err(CommitError::Full);
+            }
+            tracing::warn!("store: pruning events failed: {e}");
+        }
+    }
+    tx.commit().map_err(|e| {
+        if is_disk_full(&e) {
+            CommitError::Full
+        } else {
+            CommitError::Failed(e.to_string())
+        }
+    })
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()> {
     match op {
         WriteOp::InsertMessage(m, text) => {
             // The text the caller already has is bound as is, not copied on the writer thread.
@@ -668,12 +791,14 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: WriteOp) -> rusqlite::Result<()> {
         }
         WriteOp::AppendEvent { seq, body } => {
             tx.prepare_cached("INSERT OR REPLACE INTO events(seq, body) VALUES (?1, ?2)")?
-                .execute(params![seq as i64, body])?;
+                .execute(params![*seq as i64, body])?;
         }
         WriteOp::SetMeta { key, value } => {
             tx.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")?
                 .execute(params![key, value])?;
         }
+        // Replaced by a meta write in `writer_loop`.
+        WriteOp::Probe => {}
     }
     Ok(())
 }

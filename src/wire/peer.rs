@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::frame;
 use super::identity as ed25519;
 use super::link::{Link, token_matches};
+use crate::node::capacity::HOLD_RETRY_MS;
 use crate::node::error::ErrorCode;
 use crate::node::identity::HandshakeIdentity;
 use crate::node::peers::Outbound;
@@ -761,8 +762,10 @@ async fn run_session<S>(
     let mut last_heard = tokio::time::Instant::now();
     let mut since_flush = 0u32;
     let mut leftovers: Vec<Outbound> = Vec::new();
-    // Message frames read but not yet confirmed to the peer (see `confirm`).
+    // Message frames read but not yet confirmed to the peer (see `confirm`), and those this
+    // node could not store (its store is full), for which the peer is told to hold them.
     let mut to_confirm: Vec<String> = Vec::new();
+    let mut to_hold: Vec<String> = Vec::new();
     // When the oldest of them was read: they are confirmed at most CONFIRM_DELAY later.
     let mut confirm_by: Option<tokio::time::Instant> = None;
 
@@ -801,17 +804,21 @@ async fn run_session<S>(
                 last_heard = tokio::time::Instant::now();
                 match msg {
                     Some(Ok(Message::Text(text))) => {
-                        if let FrameOutcome::Message(id) = node.on_frame(&peer_id, text.as_str()) {
-                            to_confirm.push(id);
+                        match node.on_frame(&peer_id, text.as_str()) {
+                            FrameOutcome::Message(id) => to_confirm.push(id),
+                            FrameOutcome::Held(id) => to_hold.push(id),
+                            _ => {}
+                        }
+                        if !to_confirm.is_empty() || !to_hold.is_empty() {
                             confirm_by.get_or_insert_with(|| {
                                 tokio::time::Instant::now() + CONFIRM_DELAY
                             });
                         }
                         since_flush += 1;
-                        if to_confirm.len() >= FLUSH_EVERY as usize {
+                        if to_confirm.len() + to_hold.len() >= FLUSH_EVERY as usize {
                             since_flush = 0;
                             confirm_by = None;
-                            if confirm(&node, &peer_id, &mut sink, &mut to_confirm).await.is_err() {
+                            if confirm(&node, &peer_id, &mut sink, &mut to_confirm, &mut to_hold).await.is_err() {
                                 break;
                             }
                         } else if since_flush >= FLUSH_EVERY {
@@ -844,7 +851,7 @@ async fn run_session<S>(
                 if confirm_by.is_some() =>
             {
                 confirm_by = None;
-                if confirm(&node, &peer_id, &mut sink, &mut to_confirm).await.is_err() {
+                if confirm(&node, &peer_id, &mut sink, &mut to_confirm, &mut to_hold).await.is_err() {
                     break;
                 }
             }
@@ -864,27 +871,45 @@ async fn run_session<S>(
 /// Until then the peer keeps them and re-sends them after a reconnect, so a crash of this
 /// node between reading a frame and committing it loses nothing. Peers that do not confirm
 /// delivery (the Python reference) get nothing and cost no wait.
+///
+/// When the store is full (the commit failed for lack of space, or `held` names frames the
+/// node did not even take), the peer gets a `storage_full` error frame naming them instead:
+/// it keeps them unconfirmed and sends them again in [`HOLD_RETRY_MS`]; what this node had
+/// taken stays with its writer and is committed once space returns, so the repeat is then
+/// confirmed. A peer that does not confirm delivery gets the same frame (it logs it).
 async fn confirm<K>(
     node: &Node,
     peer_id: &str,
     sink: &mut K,
     ids: &mut Vec<String>,
+    held: &mut Vec<String>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error>
 where
     K: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
 {
     if !node.peer_confirms_delivery(peer_id) {
         ids.clear();
-        return Ok(());
+    } else if !ids.is_empty() {
+        match node.store().flush().await {
+            Ok(()) => {
+                let frame = frame::ack(ids);
+                ids.clear();
+                sink.feed(Message::text(frame.to_string())).await?;
+            }
+            Err(e) if e.code == ErrorCode::StorageFull => held.append(ids),
+            Err(_) => {
+                // Not committed: say nothing, the peer re-sends after the next reconnect.
+                ids.clear();
+            }
+        }
     }
-    if node.store().flush().await.is_err() {
-        // Not committed: say nothing, the peer re-sends after the next reconnect.
-        ids.clear();
-        return Ok(());
+    if !held.is_empty() {
+        let message = node.store().capacity().error().message;
+        let frame = frame::hold("storage_full", held, HOLD_RETRY_MS, &message);
+        held.clear();
+        sink.feed(Message::text(frame.to_string())).await?;
     }
-    let frame = frame::ack(ids);
-    ids.clear();
-    sink.send(Message::text(frame.to_string())).await
+    sink.flush().await
 }
 
 /// Writes `batch` and flushes once, so a burst of frames costs one write syscall.
