@@ -31,8 +31,11 @@ pub struct Capacity {
     over_limit: AtomicBool,
     /// `--max-store-mb` in bytes; 0 = no limit.
     max_bytes: AtomicU64,
-    /// Database file plus WAL, refreshed by the checkpointer a few times a second.
+    /// What the store holds (the database's pages in use), refreshed by the checkpointer a
+    /// few times a second: what `--max-store-mb` bounds.
     store_bytes: AtomicU64,
+    /// The database and WAL files' sizes (with preallocated growth and reusable WAL space).
+    file_bytes: AtomicU64,
     /// When the disk-full state began (for `/status`).
     full_since: Mutex<Option<String>>,
     /// Writes the writer could not keep (its hold buffer was at its bound): counted, logged.
@@ -48,6 +51,7 @@ impl Capacity {
             over_limit: AtomicBool::new(false),
             max_bytes: AtomicU64::new(0),
             store_bytes: AtomicU64::new(0),
+            file_bytes: AtomicU64::new(0),
             full_since: Mutex::new(None),
             dropped: AtomicU64::new(0),
         }
@@ -92,7 +96,7 @@ impl Capacity {
                 "storage full: the store in {} holds {}, at its limit --max-store-mb {} \
                  ({free} on the disk); nothing was stored or sent. What is left cannot be pruned \
                  yet (unconfirmed or queued messages, open tasks): raise the limit \
-                 (PUT /admin/retention {{\"max_store_mb\": N}}) or let peers confirm and tasks \
+                 (PATCH /retention {{\"max_store_mb\": N}}) or let peers confirm and tasks \
                  finish; sending resumes by itself once the store is below its limit.",
                 self.dir.display(),
                 human(self.store_bytes()),
@@ -139,9 +143,14 @@ impl Capacity {
         self.max_bytes.load(Ordering::Relaxed)
     }
 
-    /// Database plus WAL size as last measured.
+    /// What the store holds, as last measured (the database's pages in use).
     pub fn store_bytes(&self) -> u64 {
         self.store_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Records the files' size on disk.
+    pub(crate) fn set_file_bytes(&self, bytes: u64) {
+        self.file_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Records the measured size; enters or leaves the over-limit state (logged once each).
@@ -179,6 +188,7 @@ impl Capacity {
             "over_limit": self.over_limit.load(Ordering::Relaxed),
             "full_since": *self.full_since.lock().unwrap_or_else(|p| p.into_inner()),
             "store_bytes": self.store_bytes(),
+            "file_bytes": self.file_bytes.load(Ordering::Relaxed),
             "max_store_bytes": self.max_bytes(),
             "disk_free_bytes": free_bytes(&self.dir),
             "writes_dropped": self.dropped.load(Ordering::Relaxed),

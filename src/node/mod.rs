@@ -21,6 +21,7 @@ mod inbound;
 pub mod message;
 pub mod peers;
 pub mod queue;
+pub mod retention;
 pub mod store;
 pub mod task;
 mod tasks;
@@ -109,6 +110,8 @@ pub(crate) struct Inner {
     pub(crate) started_at: f64,
     pub(crate) started_iso: String,
     pub(crate) store: Store,
+    /// What the store keeps, and what pruning removed.
+    pub(crate) retention: retention::Retention,
     pub(crate) events: EventLog,
     pub(crate) card: RwLock<Card>,
     pub(crate) peers: Mutex<PeerTable>,
@@ -152,6 +155,9 @@ impl Node {
     pub fn open(mut config: Config) -> NodeResult<Node> {
         let lock = lock_data_dir(&mut config)?;
         let store = Store::open(&config.data_dir.join("node.db"))?;
+        store
+            .capacity()
+            .set_max_bytes(config.retention.max_store_bytes());
         let restored = store.read_now(restore)?;
         let token = match restored.token.clone() {
             Some(t) => t,
@@ -227,6 +233,7 @@ impl Node {
             started_at: ids::now_unix(),
             started_iso: ids::now_iso(),
             events: EventLog::new(store.clone(), restored.last_event_seq),
+            retention: retention::Retention::new(config.retention),
             store,
             card: RwLock::new(card),
             peers: Mutex::new(table),
@@ -477,6 +484,7 @@ impl Node {
             "data_dir": self.inner.config.data_dir,
             "offline_queue_limit": self.inner.config.offline_queue_limit,
             "store": self.inner.store.capacity().to_json(),
+            "retention": self.retention(),
         })
     }
 

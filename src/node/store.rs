@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::capacity::Capacity;
 use super::error::{NodeError, NodeResult};
+use super::retention::{PruneOutcome, PruneStep, prune_step};
 
 /// Migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -161,6 +162,12 @@ enum CommitError {
 
 enum Command {
     Write(WriteOp),
+    /// One bounded retention step, run in a transaction of its own after the batch it came
+    /// with has committed and been answered.
+    Prune(
+        Box<PruneStep>,
+        oneshot::Sender<Result<PruneOutcome, CommitError>>,
+    ),
     /// Resolves once every command queued before it is committed.
     Barrier(oneshot::Sender<Result<(), CommitError>>),
 }
@@ -288,7 +295,7 @@ fn checkpointer(
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
     {
         let file_len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        capacity.set_store_bytes(file_len(&path) + file_len(&wal_path));
+        capacity.set_file_bytes(file_len(&path) + file_len(&wal_path));
         // A full store tries again once the filesystem shows room: the probe is a real write,
         // and its commit (with every write held since the disk filled) ends the state.
         if capacity.disk_full()
@@ -301,7 +308,17 @@ fn checkpointer(
         }
         let mut pass = checkpoint("PASSIVE");
         let frames = match pass {
-            Ok((frames, _)) => frames,
+            Ok((frames, _)) => {
+                // What the store holds: the database's pages in use, as this connection
+                // sees them (through the WAL), not the free ones nor the file's preallocated
+                // growth nor the space a rewound WAL keeps for reuse.
+                let pragma =
+                    |name: &str| conn.pragma_query_value(None, name, |r| r.get::<_, i64>(0));
+                if let (Ok(pages), Ok(free)) = (pragma("page_count"), pragma("freelist_count")) {
+                    capacity.set_store_bytes(((pages - free).max(0) * page_size) as u64);
+                }
+                frames
+            }
             // A full disk is logged once, by the writer.
             Err(e) if is_disk_full(&e) || capacity.disk_full() => {
                 tracing::debug!("store: checkpoint failed: {e}");
@@ -316,7 +333,8 @@ fn checkpointer(
             last_frames = frames;
             unchanged_since = std::time::Instant::now();
         } else if unchanged_since.elapsed() >= SHRINK_WHEN_IDLE_FOR
-            && std::fs::metadata(&wal_path).is_ok_and(|m| m.len() as i64 > WAL_SIZE_LIMIT)
+            && std::fs::metadata(&wal_path)
+                .is_ok_and(|m| m.len() as i64 > bounded(WAL_SIZE_LIMIT, &capacity))
         {
             // Idle: nothing waits on the writer, so a checkpoint that holds it off costs
             // nobody anything. TRUNCATE rewinds the WAL and gives its space back.
@@ -326,7 +344,7 @@ fn checkpointer(
             last_frames = -1;
             continue;
         }
-        if frames * page_size < REWIND_BYTES {
+        if frames * page_size < bounded(REWIND_BYTES, &capacity) {
             continue;
         }
         for _ in 0..CATCH_UP_PASSES {
@@ -342,6 +360,17 @@ fn checkpointer(
             Ok(_) => tracing::debug!("store: WAL rewound in {:?}", started.elapsed()),
             Err(e) => tracing::warn!("store: WAL rewind failed: {e}"),
         }
+    }
+}
+
+/// `bytes`, or an eighth of `--max-store-mb` when that is smaller: with a small store limit
+/// the WAL (which is on the same disk, and not counted in the limit) is rewound and truncated
+/// sooner, so the data dir stays near its bound. The default limit (2 GB) leaves both at
+/// their constants, so the write tails of the default setup are unchanged.
+fn bounded(bytes: i64, capacity: &Capacity) -> i64 {
+    match capacity.max_bytes() {
+        0 => bytes,
+        max => bytes.min((max / 8).max(1024 * 1024) as i64),
     }
 }
 
@@ -400,8 +429,10 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     };
     conn.busy_handler(Some(wait_for_lock))?;
     grow_in_chunks(&conn);
-    // Takes effect only on a new, empty database (before the WAL switch below writes it).
+    // Take effect only on a new, empty database (before the WAL switch below writes it).
     conn.pragma_update(None, "page_size", PAGE_SIZE)?;
+    // Pages freed by retention go back to the filesystem (`PRAGMA incremental_vacuum`).
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -417,7 +448,36 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
+    enable_incremental_vacuum(conn);
     Ok(())
+}
+
+/// Stores made before retention have `auto_vacuum = NONE`: freed pages stay in the file
+/// forever. Switching mode needs one full `VACUUM` (a rewrite of the file, which needs about
+/// its size in free disk space, done once, at start-up); if it fails (no space), the store
+/// keeps working and retention still frees pages for reuse, and the next start tries again.
+fn enable_incremental_vacuum(conn: &Connection) {
+    let mode: i64 = conn
+        .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+        .unwrap_or(2);
+    if mode == 2 {
+        return;
+    }
+    let started = std::time::Instant::now();
+    tracing::info!("store: enabling incremental vacuum (a one-time rewrite of the store)");
+    // The rewrite's temporary copy goes to a file, not to memory.
+    let result = conn
+        .pragma_update(None, "temp_store", "FILE")
+        .and_then(|()| conn.pragma_update(None, "auto_vacuum", "INCREMENTAL"))
+        .and_then(|()| conn.execute_batch("VACUUM;"));
+    let _ = conn.pragma_update(None, "temp_store", "MEMORY");
+    match result {
+        Ok(()) => tracing::info!("store: incremental vacuum on, in {:?}", started.elapsed()),
+        Err(e) => tracing::warn!(
+            "store: could not enable incremental vacuum ({e}); the file will not shrink \
+             after retention until a start-up where it succeeds"
+        ),
+    }
 }
 
 /// Creates the data dir readable by its owner only (0700 on Unix): it holds every message, the
@@ -514,6 +574,23 @@ impl Store {
             Ok(Err(CommitError::Full)) => Err(self.capacity.error()),
             Ok(Err(CommitError::Failed(e))) => {
                 Err(NodeError::internal(format!("store commit failed: {e}")))
+            }
+        }
+    }
+
+    /// Runs one retention step on the writer (after everything queued before it) and waits
+    /// for its outcome.
+    pub async fn prune(&self, step: PruneStep) -> NodeResult<PruneOutcome> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Command::Prune(Box::new(step), done))
+            .map_err(|_| NodeError::internal("store writer is gone"))?;
+        match wait.await {
+            Err(_) => Err(NodeError::internal("store writer stopped")),
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(CommitError::Full)) => Err(self.capacity.error()),
+            Ok(Err(CommitError::Failed(e))) => {
+                Err(NodeError::internal(format!("retention step failed: {e}")))
             }
         }
     }
@@ -624,9 +701,11 @@ fn writer_loop(
         let mut barriers = Vec::new();
         let mut ops = Vec::new();
         let mut probe = false;
+        let mut prunes = Vec::new();
         for cmd in collect_batch(first, &mut rx, MAX_BATCH) {
             match cmd {
                 Command::Barrier(done) => barriers.push(done),
+                Command::Prune(step, done) => prunes.push((step, done)),
                 Command::Write(WriteOp::Probe) => probe = true,
                 Command::Write(op) => ops.push(op),
             }
@@ -663,7 +742,25 @@ fn writer_loop(
         for done in barriers {
             let _ = done.send(outcome.clone());
         }
+        for (step, done) in prunes {
+            let _ = done.send(run_prune(&mut conn, &step));
+        }
     }
+}
+
+/// A retention step in its own transaction.
+fn run_prune(conn: &mut Connection, step: &PruneStep) -> Result<PruneOutcome, CommitError> {
+    let fail = |e: rusqlite::Error| {
+        if is_disk_full(&e) {
+            CommitError::Full
+        } else {
+            CommitError::Failed(e.to_string())
+        }
+    };
+    let tx = conn.transaction().map_err(fail)?;
+    let out = prune_step(&tx, step).map_err(fail)?;
+    tx.commit().map_err(fail)?;
+    Ok(out)
 }
 
 /// One transaction: the held writes, then `ops`. A write that fails for another reason than
@@ -867,6 +964,46 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    /// A store made before retention (auto_vacuum NONE) is switched to incremental vacuum
+    /// once, keeping its data; a new one starts with it.
+    #[tokio::test]
+    async fn old_stores_get_incremental_vacuum_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('token', 'tok_old')",
+                [],
+            )
+            .unwrap();
+            let mode: i64 = conn
+                .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, 0);
+        }
+        let store = Store::open(&path).unwrap();
+        let (mode, token) = store
+            .read(|c| {
+                Ok((
+                    c.pragma_query_value(None, "auto_vacuum", |r| r.get::<_, i64>(0))?,
+                    get_meta(c, "token")?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(mode, 2, "incremental");
+        assert_eq!(token.as_deref(), Some("tok_old"));
+        let fresh = Store::open(&dir.path().join("new/node.db")).unwrap();
+        let mode: i64 = fresh
+            .read(|c| c.pragma_query_value(None, "auto_vacuum", |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(mode, 2);
     }
 
     /// A new data dir is its owner's alone.
