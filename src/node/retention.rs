@@ -272,18 +272,27 @@ impl Node {
         let stop = self.shutdown_token();
         self.background().spawn(async move {
             let mut last_pass: Option<tokio::time::Instant> = None;
+            // A pass under size pressure that could remove nothing (all of it unconfirmed,
+            // queued or in open tasks) is not repeated at once: scanning the whole store
+            // four times a second would cost the writer for nothing.
+            let mut fruitless = false;
             loop {
                 let target = node.inner.retention.policy().max_store_bytes() / 10 * 9;
-                let pressed = target > 0 && node.inner.store.capacity().store_bytes() > target;
+                let pressed =
+                    target > 0 && node.inner.store.capacity().store_bytes() > target && !fruitless;
                 if pressed || last_pass.is_none_or(|t| t.elapsed() >= PASS_EVERY) {
                     last_pass = Some(tokio::time::Instant::now());
-                    if let Err(e) = node.retention_pass().await {
-                        tracing::debug!("retention pass stopped: {e}");
+                    match node.retention_pass().await {
+                        Ok(removed) => fruitless = removed == 0,
+                        Err(e) => tracing::debug!("retention pass stopped: {e}"),
                     }
                 }
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = node.inner.retention.wake.notified() => last_pass = None,
+                    _ = node.inner.retention.wake.notified() => {
+                        last_pass = None;
+                        fruitless = false;
+                    }
                     _ = tokio::time::sleep(SIZE_CHECK_EVERY) => {}
                 }
             }
@@ -301,8 +310,9 @@ impl Node {
             .unwrap_or(i64::MAX)
     }
 
-    /// One pass: prunes what is past the policy, step by step.
-    async fn retention_pass(&self) -> NodeResult<()> {
+    /// One pass: prunes what is past the policy, step by step; returns how many messages
+    /// and events it removed.
+    async fn retention_pass(&self) -> NodeResult<u64> {
         let policy = self.inner.retention.policy();
         let store = &self.inner.store;
         let cutoff = (policy.retain_days > 0)
@@ -353,7 +363,7 @@ impl Node {
         let pressed = |used: u64| target > 0 && used > target;
         let mut used = used;
         let mut cursor = first.saturating_sub(1);
-        let (mut removed, mut vacuumed) = (0u64, 0i64);
+        let (mut removed, mut vacuumed, mut events) = (0u64, 0i64, 0u64);
         loop {
             let pressing = pressed(used);
             let end = if pressing {
@@ -381,6 +391,7 @@ impl Node {
                     .fetch_sub(out.deleted_unread as i64, Ordering::Relaxed);
             }
             removed += out.deleted;
+            events += out.events_deleted;
             vacuumed += out.vacuumed;
             used = out.used_bytes;
             cursor = out.examined_to;
@@ -428,7 +439,7 @@ impl Node {
         if removed > 0 {
             tracing::info!(removed, vacuumed, "retention removed old messages");
         }
-        Ok(())
+        Ok(removed + events)
     }
 }
 

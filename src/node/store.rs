@@ -508,13 +508,86 @@ pub(crate) fn create_private_dir(dir: &Path) -> NodeResult<()> {
     Ok(())
 }
 
+/// The refusal to start on a store: one line naming the file, what is wrong and the step
+/// that recovers. The file is left exactly as it was.
+fn refuse(path: &Path, what: &str, step: &str) -> NodeError {
+    NodeError::internal(format!("store {}: {what}; {step}", path.display()))
+}
+
+/// What a store that cannot be used gets as its recovery step.
+const MOVE_AWAY: &str = "move it away (or point --data-dir elsewhere) to start with an empty \
+     store, or restore a backup into an empty data dir";
+
+/// Refuses a file that is not an SQLite database, before SQLite (which would treat some such
+/// files as empty and write a new database over them) touches it.
+fn check_is_sqlite(path: &Path) -> NodeResult<()> {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    let mut head = Vec::with_capacity(16);
+    if let Err(e) = file.by_ref().take(16).read_to_end(&mut head) {
+        return Err(refuse(path, &format!("cannot be read ({e})"), MOVE_AWAY));
+    }
+    if head.is_empty() || head == b"SQLite format 3\0" {
+        return Ok(());
+    }
+    Err(refuse(
+        path,
+        "is not an SQLite database (foreign file; nothing was changed)",
+        MOVE_AWAY,
+    ))
+}
+
+/// Reads the schema (which finds a damaged schema page) and the schema version; refuses a
+/// damaged store and one written by a newer acp-relay (whose schema this one cannot know).
+fn check_store(path: &Path, conn: &Connection) -> NodeResult<()> {
+    let damaged = |e: rusqlite::Error| {
+        refuse(
+            path,
+            &format!("is damaged (SQLite: {e}; nothing was changed)"),
+            "restore a backup into an empty data dir, or move it away to start empty \
+             (`sqlite3 node.db .recover` may save its messages)",
+        )
+    };
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(damaged)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(damaged)?;
+    if version > MIGRATIONS.len() as i64 {
+        return Err(refuse(
+            path,
+            &format!(
+                "schema version {version} is newer than this acp-relay knows ({}); nothing was \
+                 changed",
+                MIGRATIONS.len()
+            ),
+            "run a newer acp-relay on it, or restore a backup made by this version into an \
+             empty data dir",
+        ));
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating and migrating as needed) the database at `path` and starts the writer.
+    /// A file that is not an SQLite database, a damaged store and one from a newer version
+    /// are refused with one line (the file is left alone), never replaced.
     pub fn open(path: &Path) -> NodeResult<Store> {
         if let Some(dir) = path.parent() {
             create_private_dir(dir)?;
         }
-        let mut writer_conn = open_connection(path)?;
+        check_is_sqlite(path)?;
+        let mut writer_conn = open_connection(path).map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+                refuse(path, &format!("is damaged (SQLite: {e})"), MOVE_AWAY)
+            }
+            _ => NodeError::from(e),
+        })?;
+        check_store(path, &writer_conn)?;
         migrate(&mut writer_conn)?;
         writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // No limit: the checkpointer truncates the WAL when idle (see SHRINK_WHEN_IDLE_FOR).
