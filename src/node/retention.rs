@@ -33,6 +33,8 @@ const PASS_EVERY: Duration = Duration::from_secs(30);
 /// How often it looks at the store's measured size (a pass runs at once above 90 % of
 /// `--max-store-mb`).
 const SIZE_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// Wait after a pass under size pressure that removed nothing.
+const FRUITLESS_BACKOFF: Duration = Duration::from_secs(2);
 /// Pause between two steps of a pass: the writer's queue drains between them.
 const STEP_PAUSE: Duration = Duration::from_millis(2);
 
@@ -273,17 +275,19 @@ impl Node {
         self.background().spawn(async move {
             let mut last_pass: Option<tokio::time::Instant> = None;
             // A pass under size pressure that could remove nothing (all of it unconfirmed,
-            // queued or in open tasks) is not repeated at once: scanning the whole store
-            // four times a second would cost the writer for nothing.
-            let mut fruitless = false;
+            // queued or in open tasks, for now) is not repeated for FRUITLESS_BACKOFF:
+            // scanning the whole store four times a second would cost the writer for nothing.
+            let mut fruitless: Option<tokio::time::Instant> = None;
             loop {
                 let target = node.inner.retention.policy().max_store_bytes() / 10 * 9;
-                let pressed =
-                    target > 0 && node.inner.store.capacity().store_bytes() > target && !fruitless;
+                let pressed = target > 0
+                    && node.inner.store.capacity().store_bytes() > target
+                    && fruitless.is_none_or(|t| t.elapsed() >= FRUITLESS_BACKOFF);
                 if pressed || last_pass.is_none_or(|t| t.elapsed() >= PASS_EVERY) {
                     last_pass = Some(tokio::time::Instant::now());
                     match node.retention_pass().await {
-                        Ok(removed) => fruitless = removed == 0,
+                        Ok(0) => fruitless = Some(tokio::time::Instant::now()),
+                        Ok(_) => fruitless = None,
                         Err(e) => tracing::debug!("retention pass stopped: {e}"),
                     }
                 }
@@ -291,7 +295,7 @@ impl Node {
                     _ = stop.cancelled() => return,
                     _ = node.inner.retention.wake.notified() => {
                         last_pass = None;
-                        fruitless = false;
+                        fruitless = None;
                     }
                     _ = tokio::time::sleep(SIZE_CHECK_EVERY) => {}
                 }
