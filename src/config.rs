@@ -16,6 +16,13 @@ pub const DEFAULT_OFFLINE_QUEUE_LIMIT: usize = 100;
 /// Default cap on connected peers: above what one person's agents need (the load benchmark
 /// holds 1,000), below what would let a holder of the link exhaust memory or file handles.
 pub const DEFAULT_MAX_PEERS: usize = 1024;
+/// Default age past which retention removes messages: a month of history, and a laptop's
+/// disk is safe from a busy pair of agents (issue 16 measured 2.7 GB in 5 minutes of load).
+pub const DEFAULT_RETAIN_DAYS: u64 = 30;
+/// Default most messages kept: no count limit (age and size bound the store).
+pub const DEFAULT_RETAIN_MESSAGES: u64 = 0;
+/// Default store size limit in MiB (database + WAL): 2 GB.
+pub const DEFAULT_MAX_STORE_MB: u64 = 2048;
 
 /// Flags shared by every command that runs a node.
 #[derive(Debug, Clone, Args)]
@@ -135,6 +142,19 @@ pub struct NodeArgs {
     /// UDP port of the QUIC endpoint used with --relay (0 = any free port).
     #[arg(long, env = "ACP_QUIC_PORT", default_value_t = 0)]
     pub quic_port: u16,
+    /// Remove messages older than this many days (0 = keep them however old). Unconfirmed,
+    /// queued and open-task messages are never removed.
+    #[arg(long, env = "ACP_RETAIN_DAYS", default_value_t = DEFAULT_RETAIN_DAYS)]
+    pub retain_days: u64,
+
+    /// Keep at most this many messages, removing the oldest (0 = no count limit).
+    #[arg(long, env = "ACP_RETAIN_MESSAGES", default_value_t = DEFAULT_RETAIN_MESSAGES)]
+    pub retain_messages: u64,
+
+    /// Keep the store (database + WAL) under this many MiB: retention removes the oldest
+    /// messages past 90 % of it, and at the limit sends get 507 (0 = no limit).
+    #[arg(long, env = "ACP_MAX_STORE_MB", default_value_t = DEFAULT_MAX_STORE_MB)]
+    pub max_store_mb: u64,
 }
 
 /// Resolved configuration of one node.
@@ -174,6 +194,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Per-peer offline queue limit.
     pub offline_queue_limit: usize,
+    /// What retention keeps (changeable on a running node through `PATCH /retention`).
+    pub retention: crate::node::retention::Policy,
     /// Extra Host names accepted by the HTTP port.
     pub allowed_hosts: Vec<String>,
     /// Web origins allowed to call the HTTP API, parsed (and so normalized) once here.
@@ -275,6 +297,11 @@ impl NodeArgs {
             skills,
             data_dir,
             offline_queue_limit: self.offline_queue_limit.max(1),
+            retention: crate::node::retention::Policy {
+                retain_days: self.retain_days,
+                retain_messages: self.retain_messages,
+                max_store_mb: self.max_store_mb,
+            },
             allowed_hosts: self
                 .allowed_hosts
                 .into_iter()
@@ -319,6 +346,7 @@ impl Config {
             skills: Vec::new(),
             data_dir,
             offline_queue_limit: DEFAULT_OFFLINE_QUEUE_LIMIT,
+            retention: crate::node::retention::Policy::default(),
             allowed_hosts: Vec::new(),
             cors_origins: Vec::new(),
             api_token: None,

@@ -88,6 +88,7 @@ impl Server {
             }
         });
         node.start_saved_dials()?;
+        node.start_retention();
         tracing::info!(
             name = node.name(),
             peer_port = ws_addr.port(),

@@ -14,6 +14,7 @@ mod identity;
 mod messages;
 pub mod origin;
 mod peers;
+mod retention;
 mod stream;
 mod tasks;
 mod unsupported;
@@ -45,6 +46,7 @@ pub fn router(node: Node) -> Router {
         )
         .route("/card", get(card::get_card).patch(card::patch_card))
         .route("/status", get(card::status))
+        .route("/retention", get(retention::get).patch(retention::patch))
         .route("/link", get(card::link))
         .route("/skills", get(card::skills))
         .route("/skills/query", post(card::query_skills))

@@ -457,7 +457,7 @@ impl AcpMcp {
             obj.remove("agent_card");
             obj.remove("peer_card");
         }
-        let summary = format!(
+        let mut summary = format!(
             "{} ({}) — {} peer(s) connected, {} unread; link {}.",
             self.node.name(),
             self.node.identity().did_acp(),
@@ -465,6 +465,10 @@ impl AcpMcp {
             status["unread"],
             self.node.link()
         );
+        if let Err(full) = self.node.store().capacity().check() {
+            summary.push(' ');
+            summary.push_str(&full.message);
+        }
         ok(summary, &as_object(status))
     }
 

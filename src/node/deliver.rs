@@ -17,7 +17,7 @@ use super::peers::{ConnectionType, Outbound};
 use super::store::{MessageRow, QueuedRow, WriteOp};
 use super::task::{Task, TaskState};
 use super::unconfirmed::MAX_UNCONFIRMED;
-use super::{Node, ensure_running};
+use super::{Node, ensure_writable};
 
 /// Where an accepted message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +219,7 @@ impl Node {
     /// Sends a message: validates the target, stores the message durably, hands it to the
     /// peer or its offline queue, and for `sync` waits for the reply.
     pub async fn send(&self, req: SendRequest) -> NodeResult<SendOutcome> {
-        ensure_running(self)?;
+        ensure_writable(self).map_err(|e| e.with_message_id(req.message_id.as_deref()))?;
         let target = self.pick_target(req.peer_id.as_deref(), req.message_id.as_deref())?;
         let message_id = req.message_id.clone().unwrap_or_else(make_message_id);
         let ts = now_iso();
@@ -488,6 +488,16 @@ impl Node {
                 .map(|(seq, id)| (*seq, id.clone()))
                 .collect()
         };
+        self.outbound_frames(peer_id, wanted).await
+    }
+
+    /// The stored frames of these outbound messages to `peer_id` (`(server_seq, id)`, in
+    /// send order), ready to be written again; signed frames get a fresh signature.
+    pub(crate) async fn outbound_frames(
+        &self,
+        peer_id: &str,
+        wanted: Vec<(i64, String)>,
+    ) -> NodeResult<Vec<Outbound>> {
         let (Some(first), Some(last)) = (wanted.first(), wanted.last()) else {
             return Ok(Vec::new());
         };
@@ -633,7 +643,7 @@ impl Node {
 
     /// `/reply`: answers a synchronous send of a peer (`acp.reply` with `correlation_id`).
     pub async fn reply(&self, body: &Value) -> NodeResult<Value> {
-        ensure_running(self)?;
+        ensure_writable(self)?;
         let Some(obj) = body.as_object() else {
             return Err(NodeError::invalid("request body must be a JSON object"));
         };

@@ -68,6 +68,10 @@ pub enum ErrorCode {
     OriginNotAllowed,
     /// A JSON endpoint got a body that does not say it is JSON.
     UnsupportedMediaType,
+    /// The store cannot take the write: the disk holding the data dir is full, or the store
+    /// is at `--max-store-mb`. 507 (Insufficient Storage) rather than 500: the node is not
+    /// broken and the request may succeed later, once space returns (it resumes by itself).
+    StorageFull,
     /// A bug or an I/O failure inside the node.
     Internal,
 }
@@ -97,6 +101,7 @@ impl ErrorCode {
             ErrorCode::HostNotAllowed => "ERR_HOST_NOT_ALLOWED",
             ErrorCode::OriginNotAllowed => "ERR_ORIGIN_NOT_ALLOWED",
             ErrorCode::UnsupportedMediaType => "ERR_UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::StorageFull => "ERR_STORAGE_FULL",
             ErrorCode::Internal => "ERR_INTERNAL",
         }
     }
@@ -119,6 +124,7 @@ impl ErrorCode {
             ErrorCode::QueueFull | ErrorCode::TooManyPeers => 429,
             ErrorCode::NotSupported => 501,
             ErrorCode::NotConnected | ErrorCode::PeerConnecting | ErrorCode::ShuttingDown => 503,
+            ErrorCode::StorageFull => 507,
             ErrorCode::Internal => 500,
         }
     }

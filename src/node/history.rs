@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::Node;
-use super::error::NodeResult;
+use super::error::{ErrorCode, NodeResult};
 use super::store::{self, MessageRow, WriteOp};
 
 /// A `WHERE` clause built from optional filters, with its bound values.
@@ -76,8 +76,16 @@ pub struct MessageQuery {
 impl Node {
     /// `/recv`: hands out up to `limit` unread inbound messages, oldest first, and marks them
     /// read (durably, before answering).
+    ///
+    /// While the store is full nothing is handed out (`507`): reads see only committed rows,
+    /// so a second `/recv` would hand out the same messages again. A read mark caught by the
+    /// disk filling is kept by the store writer and committed once there is room, so those
+    /// messages are handed out now, once.
     pub async fn recv(&self, limit: usize) -> NodeResult<Value> {
         let _one_at_a_time = self.inner.recv_lock.lock().await;
+        if self.unread() > 0 {
+            self.inner.store.capacity().check()?;
+        }
         let limit = limit.min(1000) as i64;
         let taken = self
             .inner
@@ -101,7 +109,11 @@ impl Node {
                 .write_wait(WriteOp::MarkConsumed(
                     taken.iter().map(|m| m.message_id.clone()).collect(),
                 ))
-                .await?;
+                .await
+                .or_else(|e| match e.code {
+                    ErrorCode::StorageFull => Ok(()),
+                    _ => Err(e),
+                })?;
             self.inner
                 .unread
                 .fetch_sub(taken.len() as i64, std::sync::atomic::Ordering::Relaxed);

@@ -17,6 +17,13 @@ pub fn now_unix() -> f64 {
     now.timestamp() as f64 + f64::from(now.timestamp_subsec_micros()) / 1e6
 }
 
+/// Unix seconds as [`now_iso`]'s form (for times read back from the store).
+pub fn unix_to_iso(t: f64) -> String {
+    chrono::DateTime::from_timestamp_micros((t * 1e6) as i64)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 /// Parses a reference timestamp (ISO-8601, with or without `Z` or fraction) into Unix seconds.
 /// Returns `None` for anything unparseable, so callers can reject rather than guess.
 pub fn parse_iso(ts: &str) -> Option<f64> {

@@ -25,6 +25,10 @@ pub enum FrameOutcome {
     Message(String),
     /// The frame was refused (counted); carry on.
     Rejected,
+    /// A new message frame this node cannot store now (its store is full): not kept, not
+    /// confirmed. The peer is told to hold it (`storage_full` error frame naming it) and send
+    /// it again later.
+    Held(String),
 }
 
 impl Node {
@@ -172,6 +176,10 @@ impl Node {
             }
             Inbound::Error(map) => {
                 let code = map.get("code").and_then(Value::as_str).unwrap_or("unknown");
+                if let Some(held) = frame::held_ids(&map) {
+                    self.hold_for_resend(peer_id, code, held, frame::retry_after(&map));
+                    return FrameOutcome::Continue;
+                }
                 tracing::warn!(peer = peer_id, code, "peer reported an error");
                 if let Some(p) = self.lock_peers().peers.get_mut(peer_id) {
                     p.last_error = Some(format!("peer error: {code}"));
@@ -311,12 +319,19 @@ impl Node {
             }
             _ => return self.on_legacy(peer_id, map),
         };
-        let fresh = self
-            .inner
-            .seen_inbound
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(&message_id, 0);
+        let fresh = {
+            let mut seen = self
+                .inner
+                .seen_inbound
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            // A full store takes no new messages: the peer keeps them unconfirmed. A repeat
+            // of one already taken is confirmed as usual (once its commit is done).
+            if seen.get(&message_id).is_none() && self.inner.store.capacity().is_full() {
+                return FrameOutcome::Held(message_id);
+            }
+            seen.insert(&message_id, 0)
+        };
         if !fresh {
             self.inner
                 .counters

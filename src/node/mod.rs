@@ -8,10 +8,12 @@
 //! (frames from peers), `tasks` (task operations), `history` (reading messages back),
 //! `identity` (this node's key and dids, peers' verified keys and their pins, delegation).
 
+pub mod capacity;
 pub mod card;
 mod deliver;
 pub mod error;
 pub mod events;
+mod held;
 mod history;
 pub mod identity;
 pub mod ids;
@@ -19,6 +21,7 @@ mod inbound;
 pub mod message;
 pub mod peers;
 pub mod queue;
+pub mod retention;
 pub mod session;
 pub mod store;
 pub mod task;
@@ -108,6 +111,8 @@ pub(crate) struct Inner {
     pub(crate) started_at: f64,
     pub(crate) started_iso: String,
     pub(crate) store: Store,
+    /// What the store keeps, and what pruning removed.
+    pub(crate) retention: retention::Retention,
     pub(crate) events: EventLog,
     pub(crate) card: RwLock<Card>,
     pub(crate) peers: Mutex<PeerTable>,
@@ -164,6 +169,9 @@ impl Node {
     pub fn open(mut config: Config) -> NodeResult<Node> {
         let lock = lock_data_dir(&mut config)?;
         let store = Store::open(&config.data_dir.join("node.db"))?;
+        store
+            .capacity()
+            .set_max_bytes(config.retention.max_store_bytes());
         let restored = store.read_now(restore)?;
         let token = match restored.token.clone() {
             Some(t) => t,
@@ -239,6 +247,7 @@ impl Node {
             started_at: ids::now_unix(),
             started_iso: ids::now_iso(),
             events: EventLog::new(store.clone(), restored.last_event_seq),
+            retention: retention::Retention::new(config.retention),
             store,
             card: RwLock::new(card),
             peers: Mutex::new(table),
@@ -507,6 +516,8 @@ impl Node {
             "identity": self.identity_status(),
             "data_dir": self.inner.config.data_dir,
             "offline_queue_limit": self.inner.config.offline_queue_limit,
+            "store": self.inner.store.capacity().to_json(),
+            "retention": self.retention(),
         })
     }
 
@@ -937,6 +948,14 @@ pub(crate) fn ensure_running(node: &Node) -> NodeResult<()> {
         ));
     }
     Ok(())
+}
+
+/// [`ensure_running`], and the store takes writes: sends and task writes are refused with
+/// `507 ERR_STORAGE_FULL` while the disk is full or the store is at `--max-store-mb`, before
+/// anything is numbered, sent or queued (so a refused send leaves no trace anywhere).
+pub(crate) fn ensure_writable(node: &Node) -> NodeResult<()> {
+    ensure_running(node)?;
+    node.inner.store.capacity().check()
 }
 
 /// A place under `--max-peers`, held by a connection from its admission until it is attached

@@ -143,6 +143,8 @@ pub struct Peer {
     pub identity: LiveIdentity,
     /// How the current (or last) connection reaches the peer.
     pub connection_type: ConnectionType,
+    /// Messages the peer could not store yet and asked to get again later.
+    pub held: super::held::Held,
 }
 
 impl Peer {
@@ -159,6 +161,7 @@ impl Peer {
             unconfirmed: Default::default(),
             identity: LiveIdentity::default(),
             connection_type: ConnectionType::default(),
+            held: Default::default(),
         }
     }
 
@@ -252,6 +255,7 @@ impl Peer {
             "offline_queue_depth": self.queue.len(),
             "delivery_ack": self.confirms_delivery(),
             "unconfirmed": self.unconfirmed.len(),
+            "held_by_peer": self.held.len(),
             "reconnect_attempts": self.attempts,
             "last_error": self.last_error,
             "did": self.did(),

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use super::capacity::HOLD_RETRY_MS;
+use super::error::ErrorCode;
 use super::peers::{ConnectionType, Outbound};
 use super::{FrameOutcome, Node, PeerSlot};
 use crate::wire::frame;
@@ -141,8 +143,10 @@ pub async fn run<R: FrameReader, W: FrameWriter>(node: Node, conn: Established<R
     let mut last_heard = tokio::time::Instant::now();
     let mut since_flush = 0u32;
     let mut leftovers: Vec<Outbound> = Vec::new();
-    // Message frames read but not yet confirmed to the peer (see `confirm`).
+    // Message frames read but not yet confirmed to the peer (see `confirm`), and those this
+    // node could not store (its store is full), for which the peer is told to hold them.
     let mut to_confirm: Vec<String> = Vec::new();
+    let mut to_hold: Vec<String> = Vec::new();
     // When the oldest of them was read: they are confirmed at most CONFIRM_DELAY later.
     let mut confirm_by: Option<tokio::time::Instant> = None;
     // Whether the path can still change (its sender is alive).
@@ -183,17 +187,21 @@ pub async fn run<R: FrameReader, W: FrameWriter>(node: Node, conn: Established<R
                 last_heard = tokio::time::Instant::now();
                 match incoming {
                     Incoming::Text(text) => {
-                        if let FrameOutcome::Message(id) = node.on_frame(&peer_id, text.as_ref()) {
-                            to_confirm.push(id);
+                        match node.on_frame(&peer_id, text.as_ref()) {
+                            FrameOutcome::Message(id) => to_confirm.push(id),
+                            FrameOutcome::Held(id) => to_hold.push(id),
+                            _ => {}
+                        }
+                        if !to_confirm.is_empty() || !to_hold.is_empty() {
                             confirm_by.get_or_insert_with(|| {
                                 tokio::time::Instant::now() + CONFIRM_DELAY
                             });
                         }
                         since_flush += 1;
-                        if to_confirm.len() >= FLUSH_EVERY as usize {
+                        if to_confirm.len() + to_hold.len() >= FLUSH_EVERY as usize {
                             since_flush = 0;
                             confirm_by = None;
-                            if confirm(&node, &peer_id, &mut writer, &mut to_confirm).await.is_err() {
+                            if confirm(&node, &peer_id, &mut writer, &mut to_confirm, &mut to_hold).await.is_err() {
                                 break;
                             }
                         } else if since_flush >= FLUSH_EVERY {
@@ -233,7 +241,7 @@ pub async fn run<R: FrameReader, W: FrameWriter>(node: Node, conn: Established<R
                 if confirm_by.is_some() =>
             {
                 confirm_by = None;
-                if confirm(&node, &peer_id, &mut writer, &mut to_confirm).await.is_err() {
+                if confirm(&node, &peer_id, &mut writer, &mut to_confirm, &mut to_hold).await.is_err() {
                     break;
                 }
             }
@@ -253,24 +261,42 @@ pub async fn run<R: FrameReader, W: FrameWriter>(node: Node, conn: Established<R
 /// Until then the peer keeps them and re-sends them after a reconnect, so a crash of this
 /// node between reading a frame and committing it loses nothing. Peers that do not confirm
 /// delivery (the Python reference) get nothing and cost no wait.
+///
+/// When the store is full (the commit failed for lack of space, or `held` names frames the
+/// node did not even take), the peer gets a `storage_full` error frame naming them instead:
+/// it keeps them unconfirmed and sends them again in [`HOLD_RETRY_MS`]; what this node had
+/// taken stays with its writer and is committed once space returns, so the repeat is then
+/// confirmed. A peer that does not confirm delivery gets the same frame (it logs it).
 async fn confirm<W: FrameWriter>(
     node: &Node,
     peer_id: &str,
     writer: &mut W,
     ids: &mut Vec<String>,
+    held: &mut Vec<String>,
 ) -> Result<(), String> {
     if !node.peer_confirms_delivery(peer_id) {
         ids.clear();
-        return Ok(());
+    } else if !ids.is_empty() {
+        match node.store().flush().await {
+            Ok(()) => {
+                let frame = frame::ack(ids);
+                ids.clear();
+                writer.feed(frame.to_string()).await?;
+            }
+            Err(e) if e.code == ErrorCode::StorageFull => held.append(ids),
+            Err(_) => {
+                // Not committed: say nothing, the peer re-sends after the next reconnect.
+                ids.clear();
+            }
+        }
     }
-    if node.store().flush().await.is_err() {
-        // Not committed: say nothing, the peer re-sends after the next reconnect.
-        ids.clear();
-        return Ok(());
+    if !held.is_empty() {
+        let message = node.store().capacity().error().message;
+        let frame = frame::hold("storage_full", held, HOLD_RETRY_MS, &message);
+        held.clear();
+        writer.feed(frame.to_string()).await?;
     }
-    let frame = frame::ack(ids);
-    ids.clear();
-    writer.send(frame.to_string()).await
+    writer.flush().await
 }
 
 /// Writes `batch` and flushes once, so a burst of frames costs one write syscall.

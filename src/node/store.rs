@@ -16,7 +16,9 @@ use rusqlite::{Connection, OptionalExtension, ffi, params};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::capacity::Capacity;
 use super::error::{NodeError, NodeResult};
+use super::retention::{PruneOutcome, PruneStep, prune_step};
 
 /// Migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -144,12 +146,41 @@ pub enum WriteOp {
     AppendEvent { seq: u64, body: String },
     /// Set a metadata value (token, session counters).
     SetMeta { key: String, value: String },
+    /// A small real write that tells whether the disk takes writes again (sent by the
+    /// checkpointer while the store is full and the filesystem shows room).
+    Probe,
+}
+
+/// Why a batch did not commit.
+#[derive(Debug, Clone)]
+enum CommitError {
+    /// SQLite reported the disk full; the batch's writes are kept and retried.
+    Full,
+    /// Anything else (the batch is given up).
+    Failed(String),
 }
 
 enum Command {
     Write(WriteOp),
+    /// One bounded retention step, run in a transaction of its own after the batch it came
+    /// with has committed and been answered.
+    Prune(
+        Box<PruneStep>,
+        oneshot::Sender<Result<PruneOutcome, CommitError>>,
+    ),
     /// Resolves once every command queued before it is committed.
-    Barrier(oneshot::Sender<Result<(), String>>),
+    Barrier(oneshot::Sender<Result<(), CommitError>>),
+}
+
+/// Most writes the writer keeps while the disk is full. Sends, task writes and new inbound
+/// frames are refused while the store is full, so what accumulates is the few writes in
+/// flight when the disk filled plus control writes (events, peer records, read marks); past
+/// this bound the newest are dropped and counted.
+const MAX_HELD_WRITES: usize = 200_000;
+
+/// Whether an SQLite error means "no space left".
+fn is_disk_full(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull))
 }
 
 /// Handle to the store; cheap to clone.
@@ -158,9 +189,13 @@ pub struct Store {
     tx: mpsc::UnboundedSender<Command>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    capacity: Arc<Capacity>,
     /// Dropped with the last handle, which stops the checkpointer thread.
     _checkpointer: Arc<std::sync::mpsc::Sender<()>>,
 }
+
+/// How often a full store checks whether the disk takes writes again.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often the WAL is checkpointed into the database file.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
@@ -229,7 +264,12 @@ const SHRINK_WHEN_IDLE_FOR: std::time::Duration = if cfg!(test) {
 /// The WAL file keeps its size between rewinds (overwritten in place, no blocks to allocate);
 /// once nothing has been written for [`SHRINK_WHEN_IDLE_FOR`], a TRUNCATE checkpoint gives
 /// the space back.
-fn checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
+fn checkpointer(
+    path: PathBuf,
+    stop: std::sync::mpsc::Receiver<()>,
+    capacity: Arc<Capacity>,
+    writer: mpsc::WeakUnboundedSender<Command>,
+) {
     let Ok(conn) = open_connection(&path) else {
         tracing::error!("store: checkpointer cannot open the database; the WAL will grow");
         return;
@@ -251,11 +291,39 @@ fn checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
     };
     let mut last_frames = -1;
     let mut unchanged_since = std::time::Instant::now();
+    let mut last_probe = std::time::Instant::now();
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
     {
+        let file_len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        capacity.set_file_bytes(file_len(&path) + file_len(&wal_path));
+        // A full store tries again once the filesystem shows room: the probe is a real write,
+        // and its commit (with every write held since the disk filled) ends the state.
+        if capacity.disk_full()
+            && last_probe.elapsed() >= PROBE_EVERY
+            && capacity.room_to_resume()
+            && let Some(tx) = writer.upgrade()
+        {
+            last_probe = std::time::Instant::now();
+            let _ = tx.send(Command::Write(WriteOp::Probe));
+        }
         let mut pass = checkpoint("PASSIVE");
         let frames = match pass {
-            Ok((frames, _)) => frames,
+            Ok((frames, _)) => {
+                // What the store holds: the database's pages in use, as this connection
+                // sees them (through the WAL), not the free ones nor the file's preallocated
+                // growth nor the space a rewound WAL keeps for reuse.
+                let pragma =
+                    |name: &str| conn.pragma_query_value(None, name, |r| r.get::<_, i64>(0));
+                if let (Ok(pages), Ok(free)) = (pragma("page_count"), pragma("freelist_count")) {
+                    capacity.set_store_bytes(((pages - free).max(0) * page_size) as u64);
+                }
+                frames
+            }
+            // A full disk is logged once, by the writer.
+            Err(e) if is_disk_full(&e) || capacity.disk_full() => {
+                tracing::debug!("store: checkpoint failed: {e}");
+                continue;
+            }
             Err(e) => {
                 tracing::warn!("store: checkpoint failed: {e}");
                 continue;
@@ -265,7 +333,8 @@ fn checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
             last_frames = frames;
             unchanged_since = std::time::Instant::now();
         } else if unchanged_since.elapsed() >= SHRINK_WHEN_IDLE_FOR
-            && std::fs::metadata(&wal_path).is_ok_and(|m| m.len() as i64 > WAL_SIZE_LIMIT)
+            && std::fs::metadata(&wal_path)
+                .is_ok_and(|m| m.len() as i64 > bounded(WAL_SIZE_LIMIT, &capacity))
         {
             // Idle: nothing waits on the writer, so a checkpoint that holds it off costs
             // nobody anything. TRUNCATE rewinds the WAL and gives its space back.
@@ -275,7 +344,7 @@ fn checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
             last_frames = -1;
             continue;
         }
-        if frames * page_size < REWIND_BYTES {
+        if frames * page_size < bounded(REWIND_BYTES, &capacity) {
             continue;
         }
         for _ in 0..CATCH_UP_PASSES {
@@ -291,6 +360,17 @@ fn checkpointer(path: PathBuf, stop: std::sync::mpsc::Receiver<()>) {
             Ok(_) => tracing::debug!("store: WAL rewound in {:?}", started.elapsed()),
             Err(e) => tracing::warn!("store: WAL rewind failed: {e}"),
         }
+    }
+}
+
+/// `bytes`, or an eighth of `--max-store-mb` when that is smaller: with a small store limit
+/// the WAL (which is on the same disk, and not counted in the limit) is rewound and truncated
+/// sooner, so the data dir stays near its bound. The default limit (2 GB) leaves both at
+/// their constants, so the write tails of the default setup are unchanged.
+fn bounded(bytes: i64, capacity: &Capacity) -> i64 {
+    match capacity.max_bytes() {
+        0 => bytes,
+        max => bytes.min((max / 8).max(1024 * 1024) as i64),
     }
 }
 
@@ -349,8 +429,10 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     };
     conn.busy_handler(Some(wait_for_lock))?;
     grow_in_chunks(&conn);
-    // Takes effect only on a new, empty database (before the WAL switch below writes it).
+    // Take effect only on a new, empty database (before the WAL switch below writes it).
     conn.pragma_update(None, "page_size", PAGE_SIZE)?;
+    // Pages freed by retention go back to the filesystem (`PRAGMA incremental_vacuum`).
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -366,7 +448,36 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
+    enable_incremental_vacuum(conn);
     Ok(())
+}
+
+/// Stores made before retention have `auto_vacuum = NONE`: freed pages stay in the file
+/// forever. Switching mode needs one full `VACUUM` (a rewrite of the file, which needs about
+/// its size in free disk space, done once, at start-up); if it fails (no space), the store
+/// keeps working and retention still frees pages for reuse, and the next start tries again.
+fn enable_incremental_vacuum(conn: &Connection) {
+    let mode: i64 = conn
+        .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+        .unwrap_or(2);
+    if mode == 2 {
+        return;
+    }
+    let started = std::time::Instant::now();
+    tracing::info!("store: enabling incremental vacuum (a one-time rewrite of the store)");
+    // The rewrite's temporary copy goes to a file, not to memory.
+    let result = conn
+        .pragma_update(None, "temp_store", "FILE")
+        .and_then(|()| conn.pragma_update(None, "auto_vacuum", "INCREMENTAL"))
+        .and_then(|()| conn.execute_batch("VACUUM;"));
+    let _ = conn.pragma_update(None, "temp_store", "MEMORY");
+    match result {
+        Ok(()) => tracing::info!("store: incremental vacuum on, in {:?}", started.elapsed()),
+        Err(e) => tracing::warn!(
+            "store: could not enable incremental vacuum ({e}); the file will not shrink \
+             after retention until a start-up where it succeeds"
+        ),
+    }
 }
 
 /// Creates the data dir readable by its owner only (0700 on Unix): it holds every message, the
@@ -397,13 +508,86 @@ pub(crate) fn create_private_dir(dir: &Path) -> NodeResult<()> {
     Ok(())
 }
 
+/// The refusal to start on a store: one line naming the file, what is wrong and the step
+/// that recovers. The file is left exactly as it was.
+fn refuse(path: &Path, what: &str, step: &str) -> NodeError {
+    NodeError::internal(format!("store {}: {what}; {step}", path.display()))
+}
+
+/// What a store that cannot be used gets as its recovery step.
+const MOVE_AWAY: &str = "move it away (or point --data-dir elsewhere) to start with an empty \
+     store, or restore a backup into an empty data dir";
+
+/// Refuses a file that is not an SQLite database, before SQLite (which would treat some such
+/// files as empty and write a new database over them) touches it.
+fn check_is_sqlite(path: &Path) -> NodeResult<()> {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    let mut head = Vec::with_capacity(16);
+    if let Err(e) = file.by_ref().take(16).read_to_end(&mut head) {
+        return Err(refuse(path, &format!("cannot be read ({e})"), MOVE_AWAY));
+    }
+    if head.is_empty() || head == b"SQLite format 3\0" {
+        return Ok(());
+    }
+    Err(refuse(
+        path,
+        "is not an SQLite database (foreign file; nothing was changed)",
+        MOVE_AWAY,
+    ))
+}
+
+/// Reads the schema (which finds a damaged schema page) and the schema version; refuses a
+/// damaged store and one written by a newer acp-relay (whose schema this one cannot know).
+fn check_store(path: &Path, conn: &Connection) -> NodeResult<()> {
+    let damaged = |e: rusqlite::Error| {
+        refuse(
+            path,
+            &format!("is damaged (SQLite: {e}; nothing was changed)"),
+            "restore a backup into an empty data dir, or move it away to start empty \
+             (`sqlite3 node.db .recover` may save its messages)",
+        )
+    };
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(damaged)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(damaged)?;
+    if version > MIGRATIONS.len() as i64 {
+        return Err(refuse(
+            path,
+            &format!(
+                "schema version {version} is newer than this acp-relay knows ({}); nothing was \
+                 changed",
+                MIGRATIONS.len()
+            ),
+            "run a newer acp-relay on it, or restore a backup made by this version into an \
+             empty data dir",
+        ));
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating and migrating as needed) the database at `path` and starts the writer.
+    /// A file that is not an SQLite database, a damaged store and one from a newer version
+    /// are refused with one line (the file is left alone), never replaced.
     pub fn open(path: &Path) -> NodeResult<Store> {
         if let Some(dir) = path.parent() {
             create_private_dir(dir)?;
         }
-        let mut writer_conn = open_connection(path)?;
+        check_is_sqlite(path)?;
+        let mut writer_conn = open_connection(path).map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+                refuse(path, &format!("is damaged (SQLite: {e})"), MOVE_AWAY)
+            }
+            _ => NodeError::from(e),
+        })?;
+        check_store(path, &writer_conn)?;
         migrate(&mut writer_conn)?;
         writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // No limit: the checkpointer truncates the WAL when idle (see SHRINK_WHEN_IDLE_FOR).
@@ -411,21 +595,25 @@ impl Store {
         let readers = (0..3)
             .map(|_| open_connection(path))
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        let capacity = Arc::new(Capacity::new(path.parent().unwrap_or(Path::new("."))));
         let (tx, rx) = mpsc::unbounded_channel();
+        let writer_capacity = capacity.clone();
         std::thread::Builder::new()
             .name("acp-store-writer".into())
-            .spawn(move || writer_loop(writer_conn, rx))
+            .spawn(move || writer_loop(writer_conn, rx, writer_capacity))
             .map_err(|e| NodeError::internal(format!("cannot start store writer: {e}")))?;
         let (stop_tx, stop_rx) = std::sync::mpsc::channel();
         let checkpoint_path = path.to_owned();
+        let (checkpoint_capacity, weak_tx) = (capacity.clone(), tx.downgrade());
         std::thread::Builder::new()
             .name("acp-store-checkpoint".into())
-            .spawn(move || checkpointer(checkpoint_path, stop_rx))
+            .spawn(move || checkpointer(checkpoint_path, stop_rx, checkpoint_capacity, weak_tx))
             .map_err(|e| NodeError::internal(format!("cannot start store checkpointer: {e}")))?;
         Ok(Store {
             tx,
             readers: Arc::new(Mutex::new(readers)),
             path: path.to_owned(),
+            capacity,
             _checkpointer: Arc::new(stop_tx),
         })
     }
@@ -433,6 +621,11 @@ impl Store {
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the store takes new writes (disk full, `--max-store-mb`).
+    pub fn capacity(&self) -> &Arc<Capacity> {
+        &self.capacity
     }
 
     /// Queues a write without waiting for it to commit.
@@ -448,9 +641,31 @@ impl Store {
         self.tx
             .send(Command::Barrier(done))
             .map_err(|_| NodeError::internal("store writer is gone"))?;
-        wait.await
-            .map_err(|_| NodeError::internal("store writer stopped"))?
-            .map_err(|e| NodeError::internal(format!("store commit failed: {e}")))
+        match wait.await {
+            Err(_) => Err(NodeError::internal("store writer stopped")),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(CommitError::Full)) => Err(self.capacity.error()),
+            Ok(Err(CommitError::Failed(e))) => {
+                Err(NodeError::internal(format!("store commit failed: {e}")))
+            }
+        }
+    }
+
+    /// Runs one retention step on the writer (after everything queued before it) and waits
+    /// for its outcome.
+    pub async fn prune(&self, step: PruneStep) -> NodeResult<PruneOutcome> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Command::Prune(Box::new(step), done))
+            .map_err(|_| NodeError::internal("store writer is gone"))?;
+        match wait.await {
+            Err(_) => Err(NodeError::internal("store writer stopped")),
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(CommitError::Full)) => Err(self.capacity.error()),
+            Ok(Err(CommitError::Failed(e))) => {
+                Err(NodeError::internal(format!("retention step failed: {e}")))
+            }
+        }
     }
 
     /// Queues a write and waits until it is committed.
@@ -465,7 +680,13 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        self.flush().await?;
+        // While the disk is full, reads go on over what is committed (the writes held for
+        // later are not visible yet).
+        if let Err(e) = self.flush().await
+            && e.code != super::error::ErrorCode::StorageFull
+        {
+            return Err(e);
+        }
         let readers = self.readers.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
@@ -538,72 +759,144 @@ fn collect_batch(
     batch
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Command>) {
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    capacity: Arc<Capacity>,
+) {
     const MAX_BATCH: usize = 4096;
     let mut events_since_prune: u64 = 0;
+    // Writes of batches that could not commit because the disk was full, oldest first: every
+    // later transaction applies them first, so a barrier still resolves only once everything
+    // queued before it is committed, and nothing accepted is lost while the disk stays full.
+    let mut held: Vec<WriteOp> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let mut barriers = Vec::new();
-        let batch = collect_batch(first, &mut rx, MAX_BATCH);
-        // A transaction that cannot even begin (disk gone, database locked for >5 s) is
-        // retried a few times before the batch is given up and its waiters told.
-        let mut attempt = 0;
-        let tx = loop {
-            match conn.transaction() {
-                Ok(tx) => break Some(tx),
-                Err(e) if attempt < 5 => {
-                    attempt += 1;
-                    tracing::warn!("store: cannot begin transaction (attempt {attempt}): {e}");
-                    std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
-                }
-                Err(e) => {
-                    tracing::error!("store: giving up on a batch of {} writes: {e}", batch.len());
-                    break None;
-                }
-            }
-        };
-        let Some(tx) = tx else {
-            for cmd in batch {
-                if let Command::Barrier(done) = cmd {
-                    let _ = done.send(Err("cannot begin a transaction".into()));
-                }
-            }
-            continue;
-        };
-        let mut last_event_seq = 0;
-        for cmd in batch {
+        let mut ops = Vec::new();
+        let mut probe = false;
+        let mut prunes = Vec::new();
+        for cmd in collect_batch(first, &mut rx, MAX_BATCH) {
             match cmd {
                 Command::Barrier(done) => barriers.push(done),
-                Command::Write(op) => {
-                    if let WriteOp::AppendEvent { seq, .. } = &op {
-                        last_event_seq = *seq;
-                        events_since_prune += 1;
-                    }
-                    if let Err(e) = apply(&tx, op) {
-                        tracing::error!("store write failed: {e}");
-                    }
+                Command::Prune(step, done) => prunes.push((step, done)),
+                Command::Write(WriteOp::Probe) => probe = true,
+                Command::Write(op) => ops.push(op),
+            }
+        }
+        if probe {
+            ops.push(WriteOp::SetMeta {
+                key: "storage_probe".into(),
+                value: super::ids::now_iso(),
+            });
+        }
+        let outcome = commit_batch(&mut conn, &held, &ops, &mut events_since_prune);
+        match &outcome {
+            Ok(()) => {
+                held.clear();
+                // Only a probe ends the full state: it is sent once the filesystem shows room,
+                // while a commit that fitted into the WAL's old space proves nothing.
+                if probe {
+                    capacity.clear_disk_full();
                 }
             }
-        }
-        if events_since_prune >= 10_000 && last_event_seq > EVENT_RETENTION {
-            events_since_prune = 0;
-            if let Err(e) = tx.execute(
-                "DELETE FROM events WHERE seq <= ?1",
-                params![(last_event_seq - EVENT_RETENTION) as i64],
-            ) {
-                tracing::warn!("store: pruning events failed: {e}");
+            Err(CommitError::Full) => {
+                capacity.set_disk_full();
+                let room = MAX_HELD_WRITES.saturating_sub(held.len());
+                let keep = ops.len().min(room);
+                if keep < ops.len() {
+                    capacity.note_dropped((ops.len() - keep) as u64);
+                }
+                held.extend(ops.into_iter().take(keep));
+            }
+            Err(CommitError::Failed(e)) => {
+                tracing::error!("store: commit failed: {e}");
             }
         }
-        let outcome = tx.commit().map_err(|e| {
-            tracing::error!("store: commit failed: {e}");
-            e.to_string()
-        });
         for done in barriers {
             let _ = done.send(outcome.clone());
+        }
+        for (step, done) in prunes {
+            let _ = done.send(run_prune(&mut conn, &step));
         }
     }
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, op: WriteOp) -> rusqlite::Result<()> {
+/// A retention step in its own transaction.
+fn run_prune(conn: &mut Connection, step: &PruneStep) -> Result<PruneOutcome, CommitError> {
+    let fail = |e: rusqlite::Error| {
+        if is_disk_full(&e) {
+            CommitError::Full
+        } else {
+            CommitError::Failed(e.to_string())
+        }
+    };
+    let tx = conn.transaction().map_err(fail)?;
+    let out = prune_step(&tx, step).map_err(fail)?;
+    tx.commit().map_err(fail)?;
+    Ok(out)
+}
+
+/// One transaction: the held writes, then `ops`. A write that fails for another reason than
+/// a full disk is logged and skipped (the rest commits), as before; a full disk fails the
+/// whole transaction, whose writes the caller keeps.
+fn commit_batch(
+    conn: &mut Connection,
+    held: &[WriteOp],
+    ops: &[WriteOp],
+    events_since_prune: &mut u64,
+) -> Result<(), CommitError> {
+    // A transaction that cannot even begin (disk gone, database locked for >5 s) is retried
+    // a few times before the batch is given up and its waiters told.
+    let mut attempt = 0;
+    let tx = loop {
+        match conn.transaction() {
+            Ok(tx) => break tx,
+            Err(e) if is_disk_full(&e) => return Err(CommitError::Full),
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                tracing::warn!("store: cannot begin transaction (attempt {attempt}): {e}");
+                std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
+            }
+            Err(e) => {
+                tracing::error!("store: giving up on a batch of {} writes: {e}", ops.len());
+                return Err(CommitError::Failed("cannot begin a transaction".into()));
+            }
+        }
+    };
+    let mut last_event_seq = 0;
+    for op in held.iter().chain(ops) {
+        if let WriteOp::AppendEvent { seq, .. } = op {
+            last_event_seq = *seq;
+            *events_since_prune += 1;
+        }
+        match apply(&tx, op) {
+            Ok(()) => {}
+            Err(e) if is_disk_full(&e) => return Err(CommitError::Full),
+            Err(e) => tracing::error!("store write failed: {e}"),
+        }
+    }
+    if *events_since_prune >= 10_000 && last_event_seq > EVENT_RETENTION {
+        *events_since_prune = 0;
+        if let Err(e) = tx.execute(
+            "DELETE FROM events WHERE seq <= ?1",
+            params![(last_event_seq - EVENT_RETENTION) as i64],
+        ) {
+            if is_disk_full(&e) {
+                return Err(CommitError::Full);
+            }
+            tracing::warn!("store: pruning events failed: {e}");
+        }
+    }
+    tx.commit().map_err(|e| {
+        if is_disk_full(&e) {
+            CommitError::Full
+        } else {
+            CommitError::Failed(e.to_string())
+        }
+    })
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()> {
     match op {
         WriteOp::InsertMessage(m, text) => {
             // The text the caller already has is bound as is, not copied on the writer thread.
@@ -668,12 +961,14 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: WriteOp) -> rusqlite::Result<()> {
         }
         WriteOp::AppendEvent { seq, body } => {
             tx.prepare_cached("INSERT OR REPLACE INTO events(seq, body) VALUES (?1, ?2)")?
-                .execute(params![seq as i64, body])?;
+                .execute(params![*seq as i64, body])?;
         }
         WriteOp::SetMeta { key, value } => {
             tx.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")?
                 .execute(params![key, value])?;
         }
+        // Replaced by a meta write in `writer_loop`.
+        WriteOp::Probe => {}
     }
     Ok(())
 }
@@ -742,6 +1037,46 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    /// A store made before retention (auto_vacuum NONE) is switched to incremental vacuum
+    /// once, keeping its data; a new one starts with it.
+    #[tokio::test]
+    async fn old_stores_get_incremental_vacuum_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('token', 'tok_old')",
+                [],
+            )
+            .unwrap();
+            let mode: i64 = conn
+                .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, 0);
+        }
+        let store = Store::open(&path).unwrap();
+        let (mode, token) = store
+            .read(|c| {
+                Ok((
+                    c.pragma_query_value(None, "auto_vacuum", |r| r.get::<_, i64>(0))?,
+                    get_meta(c, "token")?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(mode, 2, "incremental");
+        assert_eq!(token.as_deref(), Some("tok_old"));
+        let fresh = Store::open(&dir.path().join("new/node.db")).unwrap();
+        let mode: i64 = fresh
+            .read(|c| c.pragma_query_value(None, "auto_vacuum", |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(mode, 2);
     }
 
     /// A new data dir is its owner's alone.

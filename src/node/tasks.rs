@@ -11,7 +11,7 @@ use super::ids::{make_id, now_iso};
 use super::message::{opt_bool, opt_str, text_part, type_name, validate_parts};
 use super::store::WriteOp;
 use super::task::{Task, TaskState};
-use super::{Node, ensure_running};
+use super::{Node, ensure_writable};
 use crate::wire::frame;
 
 /// Filters and paging of `GET /tasks`.
@@ -258,7 +258,7 @@ impl Node {
     /// `POST /tasks`: creates a task; with `delegate: true` also sends `task.delegate` to the
     /// peer (by `peer_id`, or the only peer). Returns the task and whether it is new.
     pub async fn create_task(&self, body: &Value) -> NodeResult<(Task, bool)> {
-        ensure_running(self)?;
+        ensure_writable(self)?;
         let Some(obj) = body.as_object() else {
             return Err(NodeError::invalid(format!(
                 "request body must be a JSON object, got {}",
@@ -361,7 +361,7 @@ impl Node {
 
     /// `POST /tasks/{id}:update`: `{status?, artifact?, error?, message?}`.
     pub async fn update_task(&self, task_id: &str, body: &Value) -> NodeResult<Task> {
-        ensure_running(self)?;
+        ensure_writable(self)?;
         let Some(obj) = body.as_object() else {
             return Err(NodeError::invalid("request body must be a JSON object"));
         };
@@ -414,7 +414,7 @@ impl Node {
 
     /// `POST /tasks/{id}:cancel`: `cancelling` now, `canceled` right after; idempotent.
     pub async fn cancel_task(&self, task_id: &str) -> NodeResult<Value> {
-        ensure_running(self)?;
+        ensure_writable(self)?;
         let task = self.task(task_id)?;
         if task.status.is_terminal() {
             return Ok(
@@ -445,7 +445,7 @@ impl Node {
 
     /// `POST /tasks/{id}:continue`: resumes an `input_required` task with a message to its peer.
     pub async fn continue_task(&self, task_id: &str, body: &Value) -> NodeResult<Task> {
-        ensure_running(self)?;
+        ensure_writable(self)?;
         let Some(obj) = body.as_object() else {
             return Err(NodeError::invalid("request body must be a JSON object"));
         };

@@ -149,6 +149,46 @@ pub fn ack(message_ids: &[String]) -> Value {
     json!({"type": "acp.ack", "message_ids": message_ids})
 }
 
+/// Tells a peer that these message frames were not stored (this node's store is full, code
+/// `storage_full`): the peer keeps them unconfirmed and sends them again after
+/// `retry_after_ms`. An `error` frame, so a peer that does not know the code (the Python
+/// reference) logs it as it logs any peer error.
+pub fn hold(code: &str, message_ids: &[String], retry_after_ms: u64, message: &str) -> Value {
+    json!({
+        "type": "error",
+        "code": code,
+        "message": message,
+        "message_ids": message_ids,
+        "retry_after_ms": retry_after_ms,
+    })
+}
+
+/// The ids of a [`hold`] frame: an `error` frame with a `message_ids` list of strings (at
+/// most [`MAX_HELD_IDS`]; other entries are ignored).
+pub fn held_ids(map: &Map<String, Value>) -> Option<Vec<String>> {
+    let ids = map.get("message_ids")?.as_array()?;
+    Some(
+        ids.iter()
+            .filter_map(Value::as_str)
+            .take(MAX_HELD_IDS)
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// Most ids one hold frame is read for (a sender has at most 10,000 unconfirmed per peer).
+pub const MAX_HELD_IDS: usize = 10_000;
+
+/// The wait a [`hold`] frame asks for, bounded to 250 ms – 60 s (2 s when absent or bad).
+pub fn retry_after(map: &Map<String, Value>) -> std::time::Duration {
+    let ms = map
+        .get("retry_after_ms")
+        .and_then(Value::as_u64)
+        .unwrap_or(2_000)
+        .clamp(250, 60_000);
+    std::time::Duration::from_millis(ms)
+}
+
 /// The error frame a host sends before closing a connection with a bad token.
 pub fn invalid_token() -> Value {
     json!({"type": "error", "code": "invalid_token"})

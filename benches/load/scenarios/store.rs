@@ -105,8 +105,14 @@ pub async fn store_at_scale(root: &Path, logdir: &Path, o: &Opts) -> Res<StoreRu
     let n = o.store_messages;
     let dir = root.join("store-d");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    // Dated just before now: the node's default retention (30 days) would otherwise start
+    // removing the store's messages while the queries are measured.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(1_780_000_000.0);
     let shape = Shape {
-        t0: 1_780_000_000.0,
+        t0: (now - n as f64 * 0.001 - 60.0).floor(),
     };
     // The REST user's case: every inbound message read by /recv except the newest 1,000.
     let unread_from = n.saturating_sub(2000);

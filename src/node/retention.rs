@@ -1,0 +1,487 @@
+//! Retention: what the store keeps, and the background pruning that holds it to that.
+//!
+//! Three limits (`--retain-days`, `--retain-messages`, `--max-store-mb`; 0 = none), changeable
+//! on a running node (`PATCH /retention`). A background task works out, from a read
+//! connection, which messages are past them (oldest first, by insertion order) and sends the
+//! store writer small bounded steps ([`PruneStep`]): each deletes at most [`WINDOW`]
+//! consecutive rows and gives back up to [`VACUUM_PAGES`] free pages to the filesystem
+//! (incremental vacuum), in a transaction of its own after the writer has committed and
+//! answered the batch before it, so sends never wait behind a prune and normal writes
+//! interleave with it.
+//!
+//! Never removed: an outbound message a peer has not confirmed (numbered above the oldest
+//! unconfirmed one of any peer), a message waiting in an offline queue, and the messages of
+//! an open (not terminal) task.
+
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use super::Node;
+use super::error::{NodeError, NodeResult};
+
+/// Rows one prune step may examine (and so delete): a few milliseconds of writer time.
+pub const WINDOW: i64 = 256;
+/// Free pages one step gives back to the filesystem.
+pub const VACUUM_PAGES: i64 = 1024;
+/// How often retention runs a pass when nothing presses (age and count limits).
+const PASS_EVERY: Duration = Duration::from_secs(30);
+/// How often it looks at the store's measured size (a pass runs at once above 90 % of
+/// `--max-store-mb`).
+const SIZE_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// Wait after a pass under size pressure that removed nothing.
+const FRUITLESS_BACKOFF: Duration = Duration::from_secs(2);
+/// Pause between two steps of a pass: the writer's queue drains between them.
+const STEP_PAUSE: Duration = Duration::from_millis(2);
+
+/// What the store keeps; 0 means no limit for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    /// Messages older than this many days are removed.
+    pub retain_days: u64,
+    /// At most this many messages are kept.
+    pub retain_messages: u64,
+    /// The store (database + WAL) is kept under this many MiB.
+    pub max_store_mb: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            retain_days: crate::config::DEFAULT_RETAIN_DAYS,
+            retain_messages: crate::config::DEFAULT_RETAIN_MESSAGES,
+            max_store_mb: crate::config::DEFAULT_MAX_STORE_MB,
+        }
+    }
+}
+
+/// Upper bounds of the three settings (a century, a trillion messages, an exabyte).
+const MAX_DAYS: u64 = 36_500;
+const MAX_MESSAGES: u64 = 1_000_000_000_000;
+const MAX_STORE_MB: u64 = 1_000_000_000_000;
+
+impl Policy {
+    /// This policy with the fields of a `PATCH /retention` body changed. Unknown fields and
+    /// values that are not non-negative integers within bounds are refused (400).
+    pub fn patched(self, body: &Value) -> NodeResult<Policy> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| NodeError::invalid("body must be a JSON object"))?;
+        let mut out = self;
+        for (key, value) in obj {
+            let (slot, max) = match key.as_str() {
+                "retain_days" => (&mut out.retain_days, MAX_DAYS),
+                "retain_messages" => (&mut out.retain_messages, MAX_MESSAGES),
+                "max_store_mb" => (&mut out.max_store_mb, MAX_STORE_MB),
+                other => {
+                    return Err(NodeError::invalid(format!(
+                        "unknown field '{other}': expected retain_days, retain_messages, max_store_mb"
+                    )));
+                }
+            };
+            *slot = value.as_u64().filter(|v| *v <= max).ok_or_else(|| {
+                NodeError::invalid(format!(
+                    "'{key}' must be an integer from 0 (no limit) to {max}"
+                ))
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// The size limit in bytes (0 = none).
+    pub fn max_store_bytes(&self) -> u64 {
+        self.max_store_mb.saturating_mul(1024 * 1024)
+    }
+}
+
+/// What retention did, for `/status`.
+#[derive(Debug, Default, Clone, Serialize)]
+struct Stats {
+    removed_messages: u64,
+    vacuumed_pages: u64,
+    passes: u64,
+    last_pass_at: Option<String>,
+    oldest_kept_message_id: Option<String>,
+    oldest_kept_at: Option<String>,
+    messages_kept: u64,
+}
+
+/// The live policy and what retention did with it.
+#[derive(Debug)]
+pub struct Retention {
+    policy: Mutex<Policy>,
+    stats: Mutex<Stats>,
+    wake: Notify,
+}
+
+impl Retention {
+    /// Retention under `policy`.
+    pub fn new(policy: Policy) -> Retention {
+        Retention {
+            policy: Mutex::new(policy),
+            stats: Mutex::new(Stats::default()),
+            wake: Notify::new(),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Policy {
+        *self.policy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One bounded prune step for the store writer.
+#[derive(Debug, Clone)]
+pub struct PruneStep {
+    /// Rows numbered above this are examined …
+    pub after: i64,
+    /// … up to this one (and at most [`WINDOW`] of them).
+    pub up_to: i64,
+    /// Outbound messages numbered (`server_seq`) above this are kept: some peer has not
+    /// confirmed them (`i64::MAX` when every peer confirmed everything).
+    pub keep_outbound_above: i64,
+    /// Ids of open tasks, as a JSON array: their messages are kept.
+    pub open_tasks: String,
+    /// Also remove up to [`WINDOW`] of the oldest events of the replay log (each carries a
+    /// copy of its message's parts), keeping the newest [`EVENTS_KEPT`]: under size pressure.
+    pub trim_events: bool,
+}
+
+/// Events the replay log keeps however hard the size limit presses (SSE clients further
+/// behind than this replay from `/messages` instead).
+pub const EVENTS_KEPT: i64 = 1_000;
+
+/// What a prune step did.
+#[derive(Debug, Clone, Default)]
+pub struct PruneOutcome {
+    /// Messages removed.
+    pub deleted: u64,
+    /// Events removed from the replay log.
+    pub events_deleted: u64,
+    /// Of them, inbound messages `/recv` had not handed out.
+    pub deleted_unread: u64,
+    /// The last row number examined (the next step starts after it).
+    pub examined_to: i64,
+    /// Free pages left in the database file after the vacuum.
+    pub freelist: i64,
+    /// Pages given back to the filesystem.
+    pub vacuumed: i64,
+    /// Bytes the database's pages in use take.
+    pub used_bytes: u64,
+}
+
+/// Runs one step inside the writer's transaction.
+pub(crate) fn prune_step(
+    tx: &rusqlite::Transaction<'_>,
+    step: &PruneStep,
+) -> rusqlite::Result<PruneOutcome> {
+    let end = step.up_to.min(step.after.saturating_add(WINDOW));
+    let mut out = PruneOutcome {
+        examined_to: end.max(step.after),
+        ..PruneOutcome::default()
+    };
+    if end > step.after {
+        let mut stmt = tx.prepare_cached(
+            "DELETE FROM messages
+              WHERE rowid_seq > ?1 AND rowid_seq <= ?2
+                AND NOT (direction = 'outbound' AND server_seq > ?3)
+                AND message_id NOT IN (SELECT message_id FROM offline_queue)
+                AND (task_id IS NULL OR task_id NOT IN (SELECT value FROM json_each(?4)))
+              RETURNING direction = 'inbound' AND consumed = 0",
+        )?;
+        let unread: Vec<bool> = stmt
+            .query_map(
+                rusqlite::params![step.after, end, step.keep_outbound_above, step.open_tasks],
+                |r| r.get(0),
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        out.deleted = unread.len() as u64;
+        out.deleted_unread = unread.iter().filter(|u| **u).count() as u64;
+        if out.deleted > 0 {
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES ('retention_removed', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + excluded.value",
+                [out.deleted as i64],
+            )?;
+        }
+    }
+    if step.trim_events {
+        out.events_deleted = tx.execute(
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?1)
+               AND seq <= (SELECT max(seq) FROM events) - ?2",
+            rusqlite::params![WINDOW, EVENTS_KEPT],
+        )? as u64;
+    }
+    let pragma = |name: &str| -> rusqlite::Result<i64> {
+        tx.pragma_query_value(None, name, |r| r.get::<_, i64>(0))
+    };
+    let before = pragma("freelist_count")?;
+    if before > 0 && pragma("auto_vacuum")? == 2 {
+        tx.execute_batch(&format!("PRAGMA incremental_vacuum({VACUUM_PAGES});"))?;
+    }
+    out.freelist = pragma("freelist_count")?;
+    out.vacuumed = before - out.freelist;
+    let pages = pragma("page_count")?;
+    out.used_bytes = ((pages - out.freelist).max(0) * pragma("page_size")?) as u64;
+    Ok(out)
+}
+
+impl Node {
+    /// `GET /retention`: the policy in force and what retention did.
+    pub fn retention(&self) -> Value {
+        let r = &self.inner.retention;
+        let stats = r.stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut v = json!(r.policy());
+        if let (Some(obj), Value::Object(s)) = (v.as_object_mut(), json!(stats)) {
+            obj.extend(s);
+            obj.insert(
+                "store_bytes".into(),
+                json!(self.inner.store.capacity().store_bytes()),
+            );
+        }
+        v
+    }
+
+    /// `PATCH /retention`: changes the policy of the running node (until it restarts; the
+    /// flags set it at start) and runs a pass at once.
+    pub fn set_retention(&self, body: &Value) -> NodeResult<Value> {
+        let r = &self.inner.retention;
+        let policy = {
+            let mut p = r.policy.lock().unwrap_or_else(|p| p.into_inner());
+            *p = p.patched(body)?;
+            *p
+        };
+        self.inner
+            .store
+            .capacity()
+            .set_max_bytes(policy.max_store_bytes());
+        tracing::info!(?policy, "retention changed");
+        r.wake.notify_one();
+        let mut v = self.retention();
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("ok".into(), json!(true));
+        }
+        Ok(v)
+    }
+
+    /// Starts the background pruning (once, when the node starts serving).
+    pub fn start_retention(&self) {
+        let node = self.clone();
+        let stop = self.shutdown_token();
+        self.background().spawn(async move {
+            let mut last_pass: Option<tokio::time::Instant> = None;
+            // A pass under size pressure that could remove nothing (all of it unconfirmed,
+            // queued or in open tasks, for now) is not repeated for FRUITLESS_BACKOFF:
+            // scanning the whole store four times a second would cost the writer for nothing.
+            let mut fruitless: Option<tokio::time::Instant> = None;
+            loop {
+                let target = node.inner.retention.policy().max_store_bytes() / 10 * 9;
+                let pressed = target > 0
+                    && node.inner.store.capacity().store_bytes() > target
+                    && fruitless.is_none_or(|t| t.elapsed() >= FRUITLESS_BACKOFF);
+                if pressed || last_pass.is_none_or(|t| t.elapsed() >= PASS_EVERY) {
+                    last_pass = Some(tokio::time::Instant::now());
+                    match node.retention_pass().await {
+                        Ok(0) => fruitless = Some(tokio::time::Instant::now()),
+                        Ok(_) => fruitless = None,
+                        Err(e) => tracing::debug!("retention pass stopped: {e}"),
+                    }
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = node.inner.retention.wake.notified() => {
+                        last_pass = None;
+                        fruitless = None;
+                    }
+                    _ = tokio::time::sleep(SIZE_CHECK_EVERY) => {}
+                }
+            }
+        });
+    }
+
+    /// The outbound number above which messages are kept because some peer has not
+    /// confirmed them.
+    fn unconfirmed_floor(&self) -> i64 {
+        self.lock_peers()
+            .peers
+            .values()
+            .filter_map(|p| p.unconfirmed.ids().next().map(|(seq, _)| seq - 1))
+            .min()
+            .unwrap_or(i64::MAX)
+    }
+
+    /// One pass: prunes what is past the policy, step by step; returns how many messages
+    /// and events it removed.
+    async fn retention_pass(&self) -> NodeResult<u64> {
+        let policy = self.inner.retention.policy();
+        let store = &self.inner.store;
+        let cutoff = (policy.retain_days > 0)
+            .then(|| super::ids::now_unix() - policy.retain_days as f64 * 86_400.0);
+        let keep = policy.retain_messages;
+        let (first, last, age_stop, count_stop, used) = store
+            .read(move |c| {
+                let one = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<i64> {
+                    use rusqlite::OptionalExtension;
+                    Ok(c.query_row(sql, p, |r| r.get::<_, Option<i64>>(0))
+                        .optional()?
+                        .flatten()
+                        .unwrap_or(0))
+                };
+                let first = one("SELECT min(rowid_seq) FROM messages", &[])?;
+                let last = one("SELECT max(rowid_seq) FROM messages", &[])?;
+                let age_stop = match cutoff {
+                    Some(t) => one(
+                        "SELECT rowid_seq FROM messages WHERE received_at < ?1
+                         ORDER BY received_at DESC LIMIT 1",
+                        &[&t],
+                    )?,
+                    None => 0,
+                };
+                let count_stop = if keep > 0 {
+                    one(
+                        "SELECT rowid_seq FROM messages ORDER BY rowid_seq DESC LIMIT 1 OFFSET ?1",
+                        &[&(keep.min(i64::MAX as u64) as i64)],
+                    )?
+                } else {
+                    0
+                };
+                let pages = one("PRAGMA page_count", &[])?;
+                let free = one("PRAGMA freelist_count", &[])?;
+                let size = one("PRAGMA page_size", &[])?;
+                Ok((
+                    first,
+                    last,
+                    age_stop,
+                    count_stop,
+                    ((pages - free) * size) as u64,
+                ))
+            })
+            .await?;
+        // Pruning starts at 90 % of the limit: the rest is room for the WAL's live frames
+        // (which the checkpointer keeps short) and for what arrives during a pass.
+        let target = policy.max_store_bytes() / 10 * 9;
+        let pressed = |used: u64| target > 0 && used > target;
+        let mut used = used;
+        let mut cursor = first.saturating_sub(1);
+        let (mut removed, mut vacuumed, mut events) = (0u64, 0i64, 0u64);
+        loop {
+            let pressing = pressed(used);
+            let end = if pressing {
+                last
+            } else {
+                age_stop.max(count_stop)
+            };
+            let open_tasks: Vec<String> = self
+                .lock_tasks()
+                .values()
+                .filter(|t| !t.status.is_terminal())
+                .map(|t| t.id.clone())
+                .collect();
+            let step = PruneStep {
+                after: cursor,
+                up_to: end,
+                keep_outbound_above: self.unconfirmed_floor(),
+                open_tasks: json!(open_tasks).to_string(),
+                trim_events: pressing,
+            };
+            let out = store.prune(step).await?;
+            if out.deleted_unread > 0 {
+                self.inner
+                    .unread
+                    .fetch_sub(out.deleted_unread as i64, Ordering::Relaxed);
+            }
+            removed += out.deleted;
+            events += out.events_deleted;
+            vacuumed += out.vacuumed;
+            used = out.used_bytes;
+            cursor = out.examined_to;
+            if cursor >= end && out.events_deleted == 0 && (out.freelist == 0 || out.vacuumed == 0)
+            {
+                break;
+            }
+            if self.is_shutting_down() {
+                break;
+            }
+            tokio::time::sleep(STEP_PAUSE).await;
+        }
+        let oldest = store
+            .read(|c| {
+                use rusqlite::OptionalExtension;
+                let oldest = c
+                    .query_row(
+                        "SELECT message_id, received_at FROM messages ORDER BY rowid_seq LIMIT 1",
+                        [],
+                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)),
+                    )
+                    .optional()?;
+                let kept: i64 = c.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?;
+                Ok((oldest, kept))
+            })
+            .await?;
+        {
+            let mut s = self
+                .inner
+                .retention
+                .stats
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            s.removed_messages += removed;
+            s.vacuumed_pages += vacuumed.max(0) as u64;
+            s.passes += 1;
+            s.last_pass_at = Some(super::ids::now_iso());
+            s.oldest_kept_message_id = oldest.0.as_ref().map(|(id, _)| id.clone());
+            s.oldest_kept_at = oldest
+                .0
+                .as_ref()
+                .map(|(_, at)| super::ids::unix_to_iso(*at));
+            s.messages_kept = oldest.1.max(0) as u64;
+        }
+        if removed > 0 {
+            tracing::info!(removed, vacuumed, "retention removed old messages");
+        }
+        Ok(removed + events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_patch_changes_only_what_it_names() {
+        let p = Policy::default();
+        let q = p
+            .patched(&json!({"retain_days": 0, "max_store_mb": 64}))
+            .unwrap();
+        assert_eq!(q.retain_days, 0);
+        assert_eq!(q.max_store_mb, 64);
+        assert_eq!(q.retain_messages, p.retain_messages);
+        for bad in [
+            json!({"retain_days": -1}),
+            json!({"retain_days": 1.5}),
+            json!({"retain_days": "3"}),
+            json!({"retain_days": 36_501}),
+            json!({"keep": 1}),
+            json!([1]),
+        ] {
+            let err = p.patched(&bad).unwrap_err();
+            assert_eq!(err.code.http_status(), 400, "{bad}");
+        }
+    }
+
+    proptest! {
+        /// Any JSON body gives a policy or a 400, never a panic.
+        #[test]
+        fn prop_any_patch_is_a_policy_or_a_400(body in crate::test_support::arb_json()) {
+            match Policy::default().patched(&body) {
+                Ok(p) => prop_assert!(p.retain_days <= MAX_DAYS),
+                Err(e) => prop_assert_eq!(e.code.http_status(), 400),
+            }
+        }
+    }
+}
