@@ -16,7 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "acp-relay",
-    version,
+    version = acp_relay::LONG_VERSION,
     about = "Agent-to-agent messaging for MCP hosts: an ACP relay node"
 )]
 struct Cli {
@@ -76,10 +76,27 @@ async fn wait_for_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     init_logging();
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("acp-relay: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    // `acp-relay mcp` reads stdin on one of tokio's blocking threads, and a read in progress
+    // holds that thread until the host writes or closes stdin. After SIGTERM/Ctrl-C the node
+    // has already shut down (the store is flushed), so do not wait for it: dropping the
+    // runtime would, and the process would ignore the signal until stdin closed.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
+}
+
+/// The command's work on the runtime; returns the process's exit code.
+async fn run(cli: Cli) -> std::process::ExitCode {
     let (args, mcp) = match cli.command {
         Command::Serve(args) => (args, false),
         Command::Mcp(args) => (args, true),
