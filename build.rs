@@ -56,7 +56,15 @@ fn from_git() -> Option<String> {
     if let Some(common) = git(&["rev-parse", "--git-common-dir"]).map(abs) {
         watch(&common.join("packed-refs"));
         if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            watch(&common.join(head_ref));
+            let loose = common.join(head_ref);
+            if loose.exists() {
+                watch(&loose);
+            } else {
+                // After `git gc` the branch lives only in packed-refs, and the next commit
+                // creates its loose file anew: watch the folder until then. (Not always:
+                // other worktrees' commits would rebuild this one.)
+                watch(&common.join("refs").join("heads"));
+            }
         }
     }
     Some(commit)
