@@ -53,26 +53,41 @@ fn init_logging() {
         .init();
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT/SIGTERM listeners, registered before the node starts: a signal that arrives while
+/// it starts (a host or launcher stopping it right away) is then kept and handled as a
+/// graceful stop, instead of killing the process by the default action.
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn register() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = signal(SignalKind::interrupt())
+                .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                .ok();
+            Signals { streams }
+        }
+        #[cfg(not(unix))]
+        {
+            Signals {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// Resolves at the first SIGINT or SIGTERM (Ctrl-C elsewhere).
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some((int, term)) = self.streams.as_mut() {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -97,6 +112,7 @@ fn main() -> std::process::ExitCode {
 
 /// The command's work on the runtime; returns the process's exit code.
 async fn run(cli: Cli) -> std::process::ExitCode {
+    let mut signals = Signals::register();
     let (args, mcp) = match cli.command {
         Command::Serve(args) => (args, false),
         Command::Mcp(args) => (args, true),
@@ -131,10 +147,10 @@ async fn run(cli: Cli) -> std::process::ExitCode {
                     eprintln!("acp-relay: {e}");
                 }
             }
-            _ = wait_for_signal() => {}
+            _ = signals.recv() => {}
         }
     } else {
-        wait_for_signal().await;
+        signals.recv().await;
     }
     tracing::info!("shutting down");
     server.shutdown().await;
