@@ -37,6 +37,21 @@ pub mod wire;
 #[cfg(test)]
 mod test_support;
 
+/// The crate version (Cargo.toml), as `/status`, the card and `--version` report it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The commit this binary was built from (12 hex digits, or `unknown` for a build outside a
+/// git checkout without `ACP_RELAY_COMMIT`; see `build.rs`), so a report names the exact code.
+pub const COMMIT: &str = env!("ACP_RELAY_COMMIT");
+
+/// `--version`'s text after the program name: `0.1.0 (commit 0123456789ab)`.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ACP_RELAY_COMMIT"),
+    ")"
+);
+
 pub use config::Config;
 pub use node::Node;
 pub use server::Server;

@@ -16,7 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "acp-relay",
-    version,
+    version = acp_relay::LONG_VERSION,
     about = "Agent-to-agent messaging for MCP hosts: an ACP relay node"
 )]
 struct Cli {
@@ -57,31 +57,68 @@ fn init_logging() {
         .init();
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT/SIGTERM listeners, registered before the node starts: a signal that arrives while
+/// it starts (a host or launcher stopping it right away) is then kept and handled as a
+/// graceful stop, instead of killing the process by the default action.
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn register() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = signal(SignalKind::interrupt())
+                .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                .ok();
+            Signals { streams }
+        }
+        #[cfg(not(unix))]
+        {
+            Signals {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// Resolves at the first SIGINT or SIGTERM (Ctrl-C elsewhere).
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some((int, term)) = self.streams.as_mut() {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
+fn main() -> std::process::ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("acp-relay: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    // `acp-relay mcp` reads stdin on one of tokio's blocking threads, and a read in progress
+    // holds that thread until the host writes or closes stdin. After SIGTERM/Ctrl-C the node
+    // has already shut down (the store is flushed), so do not wait for it: dropping the
+    // runtime would, and the process would ignore the signal until stdin closed.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
+}
+
 /// `acp-relay relay`: runs until SIGINT/SIGTERM.
-async fn run_relay(args: &acp_relay::relay::RelayArgs) -> std::process::ExitCode {
+async fn run_relay(
+    args: &acp_relay::relay::RelayArgs,
+    signals: &mut Signals,
+) -> std::process::ExitCode {
     let relay = match acp_relay::relay::start(args).await {
         Ok(r) => r,
         Err(e) => {
@@ -96,20 +133,19 @@ async fn run_relay(args: &acp_relay::relay::RelayArgs) -> std::process::ExitCode
         show(relay.quic_addr()),
         show(relay.http_addr())
     );
-    wait_for_signal().await;
+    signals.recv().await;
     tracing::info!("relay shutting down");
     relay.shutdown().await;
     std::process::ExitCode::SUCCESS
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    init_logging();
-    let cli = Cli::parse();
+/// The command's work on the runtime; returns the process's exit code.
+async fn run(cli: Cli) -> std::process::ExitCode {
+    let mut signals = Signals::register();
     let (args, mcp) = match cli.command {
         Command::Serve(args) => (args, false),
         Command::Mcp(args) => (args, true),
-        Command::Relay(args) => return run_relay(&args).await,
+        Command::Relay(args) => return run_relay(&args, &mut signals).await,
     };
     let mut config = match args.resolve() {
         Ok(c) => c,
@@ -141,10 +177,10 @@ async fn main() -> std::process::ExitCode {
                     eprintln!("acp-relay: {e}");
                 }
             }
-            _ = wait_for_signal() => {}
+            _ = signals.recv() => {}
         }
     } else {
-        wait_for_signal().await;
+        signals.recv().await;
     }
     tracing::info!("shutting down");
     server.shutdown().await;

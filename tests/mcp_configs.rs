@@ -1,6 +1,6 @@
 //! Every ready config in `mcp-config-examples/` parses (JSON or TOML), starts `acp-relay mcp`
-//! with flags the CLI accepts (or points at a loopback `/mcp` URL), and is listed in the
-//! folder's README.
+//! (directly, or as `uvx acp-relay mcp` / `npx -y acp-relay mcp`) with flags the CLI accepts
+//! (or points at a loopback `/mcp` URL), and is listed in the folder's README.
 
 use std::path::{Path, PathBuf};
 
@@ -35,7 +35,7 @@ fn check_server(file: &Path, name: &str, entry: &Value) {
         );
         return;
     }
-    assert_eq!(entry["command"], "acp-relay", "{here}: runs acp-relay");
+    let command = entry["command"].as_str().unwrap_or_default();
     let args: Vec<String> = entry["args"]
         .as_array()
         .unwrap_or_else(|| panic!("{here}: args list"))
@@ -46,7 +46,28 @@ fn check_server(file: &Path, name: &str, entry: &Value) {
                 .to_owned()
         })
         .collect();
-    check_command_line(&here, &args);
+    // The launchers put the package name before acp-relay's own arguments.
+    let own = match command {
+        "acp-relay" => &args[..],
+        "uvx" => {
+            assert_eq!(
+                args.first().map(String::as_str),
+                Some("acp-relay"),
+                "{here}: uvx acp-relay"
+            );
+            &args[1..]
+        }
+        "npx" => {
+            assert_eq!(
+                args.get(..2),
+                Some(&["-y".to_owned(), "acp-relay".to_owned()][..]),
+                "{here}: npx -y acp-relay (-y: no prompt, a host has no terminal)"
+            );
+            &args[2..]
+        }
+        other => panic!("{here}: runs acp-relay, uvx or npx, not {other:?}"),
+    };
+    check_command_line(&here, own);
 }
 
 fn check_command_line(here: &str, args: &[String]) {
@@ -133,5 +154,5 @@ fn every_example_config_is_valid() {
         }
         checked += 1;
     }
-    assert!(checked >= 9, "all configs were checked ({checked})");
+    assert!(checked >= 11, "all configs were checked ({checked})");
 }

@@ -127,7 +127,7 @@ impl Card {
     pub fn to_json(&self) -> Value {
         let mut card = json!({
             "name": self.name,
-            "version": env!("CARGO_PKG_VERSION"),
+            "version": crate::VERSION,
             "acp_version": ACP_VERSION,
             "implementation": "acp-relay (Rust)",
             "description": self.edits.description.clone()

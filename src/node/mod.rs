@@ -482,7 +482,8 @@ impl Node {
         let tasks = self.lock_tasks().len();
         json!({
             "acp_version": card::ACP_VERSION,
-            "version": env!("CARGO_PKG_VERSION"),
+            "version": crate::VERSION,
+            "commit": crate::COMMIT,
             "implementation": "acp-relay",
             "connected": peer_count > 0,
             "role": "host",
