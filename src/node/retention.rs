@@ -35,6 +35,8 @@ const PASS_EVERY: Duration = Duration::from_secs(30);
 const SIZE_CHECK_EVERY: Duration = Duration::from_millis(250);
 /// Wait after a pass under size pressure that removed nothing.
 const FRUITLESS_BACKOFF: Duration = Duration::from_secs(2);
+/// Times a step that found the database busy is tried again before the pass gives up.
+const BUSY_RETRIES: u32 = 100;
 /// Pause between two steps of a pass: the writer's queue drains between them.
 const STEP_PAUSE: Duration = Duration::from_millis(2);
 
@@ -286,7 +288,11 @@ impl Node {
                 if pressed || last_pass.is_none_or(|t| t.elapsed() >= PASS_EVERY) {
                     last_pass = Some(tokio::time::Instant::now());
                     match node.retention_pass().await {
-                        Ok(0) => fruitless = Some(tokio::time::Instant::now()),
+                        // Only a pass under pressure that removed nothing backs off: an
+                        // unpressed pass over a young store (the first one, at start) removes
+                        // nothing too, and must not hold back the pressed passes after it.
+                        Ok(0) if pressed => fruitless = Some(tokio::time::Instant::now()),
+                        Ok(0) => {}
                         Ok(_) => fruitless = None,
                         Err(e) => tracing::debug!("retention pass stopped: {e}"),
                     }
@@ -375,20 +381,32 @@ impl Node {
             } else {
                 age_stop.max(count_stop)
             };
-            let open_tasks: Vec<String> = self
-                .lock_tasks()
-                .values()
-                .filter(|t| !t.status.is_terminal())
-                .map(|t| t.id.clone())
-                .collect();
-            let step = PruneStep {
-                after: cursor,
-                up_to: end,
-                keep_outbound_above: self.unconfirmed_floor(),
-                open_tasks: json!(open_tasks).to_string(),
-                trim_events: pressing,
+            // A step can meet the checkpointer holding the database (SQLITE_BUSY: it rewinds
+            // the WAL more often under a small --max-store-mb): wait a little and take the
+            // step again rather than giving up the whole pass.
+            let mut busy = 0;
+            let out = loop {
+                let open_tasks: Vec<String> = self
+                    .lock_tasks()
+                    .values()
+                    .filter(|t| !t.status.is_terminal())
+                    .map(|t| t.id.clone())
+                    .collect();
+                let step = PruneStep {
+                    after: cursor,
+                    up_to: end,
+                    keep_outbound_above: self.unconfirmed_floor(),
+                    open_tasks: json!(open_tasks).to_string(),
+                    trim_events: pressing,
+                };
+                match store.prune(step).await {
+                    Err(e) if e.message.contains("database is locked") && busy < BUSY_RETRIES => {
+                        busy += 1;
+                        tokio::time::sleep(STEP_PAUSE.max(Duration::from_millis(10))).await;
+                    }
+                    other => break other?,
+                }
             };
-            let out = store.prune(step).await?;
             if out.deleted_unread > 0 {
                 self.inner
                     .unread
