@@ -400,7 +400,11 @@ impl Node {
                     trim_events: pressing,
                 };
                 match store.prune(step).await {
-                    Err(e) if e.message.contains("database is locked") && busy < BUSY_RETRIES => {
+                    Err(e)
+                        if e.message.contains("database is locked")
+                            && busy < BUSY_RETRIES
+                            && !store.capacity().disk_full() =>
+                    {
                         busy += 1;
                         tokio::time::sleep(STEP_PAUSE.max(Duration::from_millis(10))).await;
                     }
