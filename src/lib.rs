@@ -19,7 +19,7 @@
 //!   jwks.json, card and delegation checks); thin over the node. Its
 //!   `guard` (Host, Origin, API token, content type) and `body_limit` wrap every route of
 //!   the HTTP port, MCP's included.
-//! - [`mcp`] — the rmcp server: 13 tools, resources, notifications; on stdio and at `/mcp`.
+//! - [`mcp`] — the rmcp server: 14 tools, resources, notifications; on stdio and at `/mcp`.
 //! - [`server`] — a node with its listeners, as started by the CLI and the tests.
 //! - [`config`] — flags, `ACP_*` environment variables and defaults.
 //! - [`relay`] — `acp-relay relay`, the relay server for nodes behind NAT (iroh-relay).

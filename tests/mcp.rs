@@ -282,6 +282,24 @@ async fn two_agents_talk_through_mcp() {
     assert_eq!(got["messages"][0]["text"], "hi beta");
     assert_eq!(got["messages"][0]["context_id"], "conv1");
 
+    // Search finds both directions, newest first; a bad query is a tool error saying why.
+    let found = ok(&a, "acp_search", json!({"query": "hello OR beta"})).await;
+    assert_eq!(found["total"], 2, "{found}");
+    assert_eq!(found["messages"][0]["direction"], "outbound", "{found}");
+    assert_eq!(found["messages"][0]["text"], "hi beta");
+    assert_eq!(found["messages"][1]["text"], "hello alpha");
+    assert_eq!(found["messages"][1]["from"], "beta");
+    let found = ok(
+        &a,
+        "acp_search",
+        json!({"query": "HELLO", "direction": "outbound"}),
+    )
+    .await;
+    assert_eq!(found["total"], 0, "{found}");
+    let bad = call(&a, "acp_search", json!({"query": "\"open"})).await;
+    assert_eq!(bad.is_error, Some(true));
+    assert!(text_of(&bad).contains("not closed"), "{}", text_of(&bad));
+
     // A task created by B, completed by A.
     let task = ok(
         &b,

@@ -31,7 +31,7 @@ const REGRESSIONS: &str = "proptest-regressions/tests/properties.txt";
 
 /// Cases per HTTP property: each case makes several requests to the node.
 const HTTP_CASES: u32 = 64;
-/// Cases of the MCP property: each case calls all thirteen tools.
+/// Cases of the MCP property: each case calls all fourteen tools.
 const MCP_CASES: u32 = 32;
 
 /// The node every property shares, with the runtime it runs on. Starting one node per case

@@ -217,3 +217,96 @@ async fn paging_totals_and_order_on_a_large_store() {
     assert_eq!(hist["total"], N / 2);
     node.stop().await;
 }
+
+/// `GET /messages?q=`: full-text search over the same store, with the filters, orders and
+/// paging of `/messages`, and refusals that say what to change.
+#[tokio::test]
+async fn full_text_search_with_filters_orders_and_paging() {
+    let lab = Lab::new();
+    let mut config = lab.config("search");
+    config.retention.retain_days = 0;
+    {
+        let store = Store::open(&config.data_dir.join("node.db")).expect("store opens");
+        for i in 0..N {
+            store.write(WriteOp::InsertMessage(Box::new(row(i)), None));
+        }
+        store.flush().await.expect("flush");
+        store.close().await;
+    }
+    let node = start_with(config).await;
+
+    // Every message matches a common word: newest first, the total capped like /messages.
+    let (status, page) = node.get("/messages?q=MESSAGE&limit=3").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(ids(&page), names([N - 1, N - 2, N - 3]));
+    assert_eq!(page["total"], 1000);
+    assert_eq!(page["total_exact"], false);
+    assert_eq!(page["has_more"], true);
+    let (_, page) = node.get("/messages?q=message&limit=3&offset=3").await;
+    assert_eq!(ids(&page), names([N - 4, N - 5, N - 6]));
+
+    // A phrase, OR, a prefix and an exclusion.
+    let (_, page) = node.get("/messages?q=%22message%201234%22").await;
+    assert_eq!(ids(&page), names([1234]));
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["total_exact"], true);
+    let (_, page) = node.get("/messages?q=42%20OR%201234").await;
+    assert_eq!(ids(&page), names([1234, 42]));
+    let (_, page) = node.get("/messages?q=42%20OR%201234&order=oldest").await;
+    assert_eq!(ids(&page), names([42, 1234]));
+    let (_, page) = node.get("/messages?q=42%20OR%201234&sort=asc").await;
+    assert_eq!(ids(&page), names([42, 1234]), "sort=asc means oldest first");
+    let (_, page) = node.get("/messages?q=259*&limit=100").await;
+    assert_eq!(
+        ids(&page),
+        names((2590..2600).rev())
+            .into_iter()
+            .chain(names([259]))
+            .collect::<Vec<_>>()
+    );
+    let (_, page) = node.get("/messages?q=259*%20-2599&limit=1").await;
+    assert_eq!(ids(&page), names([2598]));
+
+    // Combined with the filters of /messages.
+    let (_, page) = node
+        .get("/messages?q=message&context_id=small&limit=2")
+        .await;
+    assert_eq!(ids(&page), names([2503, 2403]));
+    let (_, page) = node.get("/messages?q=message&task_id=t1").await;
+    assert_eq!(ids(&page), names([30, 20, 10]));
+    let (_, page) = node
+        .get("/messages?q=message&direction=inbound&role=agent&limit=2")
+        .await;
+    assert_eq!(ids(&page), names([2595, 2589]));
+    let (_, page) = node.get("/messages?q=nothing_like_this").await;
+    assert!(ids(&page).is_empty());
+    assert_eq!(page["total"], 0);
+
+    // Ranked: a message with both words before those with one.
+    let (status, page) = node
+        .get("/messages?q=1234%20OR%20message&order=rank&limit=1")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(ids(&page), names([1234]));
+
+    // Refusals: 400 with a code and a reason, never a 5xx.
+    for (query, says) in [
+        ("q=%20%20", "no word"),
+        ("q=%22open", "not closed"),
+        ("q=-only", "only excluded"),
+        ("q=a%20OR", "between two terms"),
+        ("q=x&order=best", "order must be"),
+        ("order=rank", "needs a search"),
+    ] {
+        let (status, body) = node.get(&format!("/messages?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error_code"], "ERR_INVALID_REQUEST", "{query}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(says),
+            "{query}: {body}"
+        );
+    }
+    let long = "w".repeat(1001);
+    let (status, _) = node.get(&format!("/messages?q={long}")).await;
+    assert_eq!(status, 400);
+}

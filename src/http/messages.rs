@@ -12,6 +12,7 @@ use super::extract::{ApiPath, JsonObject, Params};
 use super::{ApiError, ApiResult, json_response};
 use crate::node::error::{ErrorCode, NodeError};
 use crate::node::message::SendRequest;
+use crate::node::search::{SearchOrder, TextQuery};
 use crate::node::{Delivery, MessageQuery, Node, SendOutcome};
 
 /// Maps a send outcome to the reference's response: 200 when sent, 503 `ERR_NOT_CONNECTED`
@@ -143,16 +144,32 @@ pub async fn list(State(node): State<Node>, params: Params) -> ApiResult<Json<Va
     {
         return Err(NodeError::invalid("direction must be 'inbound' or 'outbound'").into());
     }
+    let ascending = params.str("sort") == Some("asc");
+    let text = match params.str("q") {
+        None => None,
+        Some(q) => Some(TextQuery::parse(q).map_err(NodeError::invalid)?),
+    };
+    let order = match params.str("order") {
+        None if ascending => SearchOrder::Oldest,
+        None => SearchOrder::default(),
+        Some(o) => SearchOrder::parse(o)
+            .ok_or_else(|| NodeError::invalid("order must be 'newest', 'oldest' or 'rank'"))?,
+    };
+    if text.is_none() && order == SearchOrder::Rank {
+        return Err(NodeError::invalid("order=rank needs a search: add q=…").into());
+    }
     let q = MessageQuery {
         limit: if limit == 0 { 20 } else { limit.min(100) },
         offset,
         peer_id: params.str("peer_id").map(str::to_owned),
         role,
-        ascending: params.str("sort") == Some("asc"),
+        ascending: ascending || order == SearchOrder::Oldest,
         received_after,
         direction,
         context_id: params.str("context_id").map(str::to_owned),
         task_id: params.str("task_id").map(str::to_owned),
+        text,
+        order,
     };
     Ok(Json(node.messages(q).await?))
 }

@@ -94,6 +94,36 @@ pub struct ReceiveArgs {
     pub task_id: Option<String>,
 }
 
+/// Arguments of `acp_search`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SearchArgs {
+    /// What to look for in message text: words (all must appear, any order, case and accents
+    /// ignored), "an exact phrase" in double quotes, prefix* for word beginnings, `OR`
+    /// between two terms for either, -word to exclude. Example: `deploy* "staging server" -test`.
+    pub query: String,
+    /// Only messages with this peer (id or name), sent or received.
+    #[serde(default)]
+    pub peer: Option<String>,
+    /// Only messages of this conversation.
+    #[serde(default)]
+    pub context_id: Option<String>,
+    /// Only messages about this task.
+    #[serde(default)]
+    pub task_id: Option<String>,
+    /// Only `inbound` (sent to you) or `outbound` (sent by you); default both.
+    #[serde(default)]
+    pub direction: Option<String>,
+    /// `newest` (default), `oldest`, or `rank` (best match first).
+    #[serde(default)]
+    pub order: Option<String>,
+    /// Most messages to return (1–50, default 10).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Matches to skip: pass the previous result's `next_offset` for the next page.
+    #[serde(default)]
+    pub offset: Option<u32>,
+}
+
 /// A cursor as returned (a string), also accepted as a bare number.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -241,6 +271,31 @@ pub struct ReceiveResult {
     /// Pass this as `cursor` next time.
     pub cursor: String,
     /// More messages are waiting right now: call again with the cursor.
+    pub has_more: bool,
+}
+
+/// One message found by `acp_search`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FoundMessage {
+    /// `inbound` (another agent sent it to you) or `outbound` (you sent it).
+    pub direction: String,
+    /// The message.
+    #[serde(flatten)]
+    pub message: ReceivedMessage,
+}
+
+/// Result of `acp_search`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SearchResult {
+    /// Matching messages in the requested order.
+    pub messages: Vec<FoundMessage>,
+    /// Matches counted past the offset (at most 1,000 are counted; see `total_exact`).
+    pub total: usize,
+    /// Whether `total` is the whole count.
+    pub total_exact: bool,
+    /// Pass as `offset` for the next page, when `has_more`.
+    pub next_offset: usize,
+    /// More matches follow.
     pub has_more: bool,
 }
 

@@ -1,4 +1,4 @@
-//! The thirteen tools. Each parses its arguments, calls one node method and maps the result
+//! The fourteen tools. Each parses its arguments, calls one node method and maps the result
 //! to structured output plus a one-line summary; node errors become tool errors (`isError`)
 //! whose text says what to do next.
 
@@ -15,10 +15,11 @@ use serde_json::{Value, json};
 use super::AcpMcp;
 use super::params::*;
 use crate::node::error::{ErrorCode, NodeError};
+use crate::node::message::MessageRow;
 use crate::node::message::{SendRequest, text_part};
-use crate::node::store::MessageRow;
+use crate::node::search::{SearchOrder, TextQuery};
 use crate::node::task::TaskState;
-use crate::node::{Delivery, ReceiveFilter, TaskQuery};
+use crate::node::{Delivery, MessageQuery, ReceiveFilter, TaskQuery};
 
 type ToolResult = Result<CallToolResult, McpError>;
 
@@ -97,18 +98,12 @@ fn message_view(m: &MessageRow) -> ReceivedMessage {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let text = parts
-        .iter()
-        .filter(|p| p["type"] == "text")
-        .filter_map(|p| p["content"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
     ReceivedMessage {
         message_id: m.message_id.clone(),
         from: m.sender.clone(),
         peer_id: m.peer_id.clone(),
         role: m.role.clone(),
-        text,
+        text: m.text(),
         parts,
         context_id: m.context_id.clone(),
         task_id: m.task_id.clone(),
@@ -387,6 +382,101 @@ impl AcpMcp {
                 messages,
                 cursor: next.to_string(),
                 has_more,
+            },
+        )
+    }
+
+    #[tool(
+        description = "Search all stored messages (sent and received, read or not) by their text, e.g. to find what another agent said earlier about a topic. `query` takes words (all must appear), \"exact phrases\", prefix*, OR, and -excluded words. Newest first unless order is `oldest` or `rank` (best match). Combine with peer, context_id, task_id or direction. Does not move the acp_receive cursor.",
+        input_schema = input::<SearchArgs>(),
+        output_schema = schema_for_output::<SearchResult>(),
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn acp_search(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+        let args: SearchArgs = args!(args);
+        let text = node_try!(TextQuery::parse(&args.query).map_err(NodeError::invalid));
+        let order =
+            match args.order.as_deref() {
+                None => SearchOrder::default(),
+                Some(o) => node_try!(SearchOrder::parse(o).ok_or_else(|| NodeError::invalid(
+                    format!("invalid order '{o}': use newest, oldest or rank")
+                ))),
+            };
+        if let Some(d) = args.direction.as_deref()
+            && d != "inbound"
+            && d != "outbound"
+        {
+            return fail(NodeError::invalid(format!(
+                "invalid direction '{d}': use inbound or outbound, or omit it for both"
+            )));
+        }
+        let page = node_try!(
+            self.node
+                .message_page(MessageQuery {
+                    limit: args.limit.unwrap_or(10).clamp(1, 50) as usize,
+                    offset: args.offset.unwrap_or(0) as usize,
+                    peer_id: args.peer,
+                    direction: args.direction,
+                    context_id: args.context_id,
+                    task_id: args.task_id,
+                    ascending: order == SearchOrder::Oldest,
+                    text: Some(text),
+                    order,
+                    ..Default::default()
+                })
+                .await
+        );
+        let messages: Vec<FoundMessage> = page
+            .rows
+            .iter()
+            .map(|m| FoundMessage {
+                direction: m.direction.to_owned(),
+                message: message_view(m),
+            })
+            .collect();
+        let summary = if messages.is_empty() {
+            format!("No stored message matches {}.", args.query)
+        } else {
+            let lines: Vec<String> = messages
+                .iter()
+                .map(|m| {
+                    let who = match m.direction.as_str() {
+                        "outbound" => "you".to_owned(),
+                        _ => m.message.from.clone().unwrap_or_else(|| "?".into()),
+                    };
+                    format!(
+                        "[{}] {} {} ({}): {}",
+                        m.message.message_id,
+                        m.message.ts,
+                        who,
+                        m.message.context_id.as_deref().unwrap_or("no context"),
+                        m.message.text
+                    )
+                })
+                .collect();
+            let more = if page.has_more {
+                format!(
+                    "\nMore matches: call again with offset {}.",
+                    page.next_offset
+                )
+            } else {
+                String::new()
+            };
+            let total = if page.total_exact {
+                page.total.to_string()
+            } else {
+                format!("{}+", page.total)
+            };
+            format!("{total} match(es):\n{}{more}", lines.join("\n"))
+        };
+        ok(
+            summary,
+            &SearchResult {
+                messages,
+                total: page.total,
+                total_exact: page.total_exact,
+                next_offset: page.next_offset,
+                has_more: page.has_more,
             },
         )
     }

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::Node;
 use super::error::{ErrorCode, NodeResult};
+use super::search::{SearchOrder, TextQuery};
 use super::store::{self, MessageRow, WriteOp};
 
 /// A `WHERE` clause built from optional filters, with its bound values.
@@ -50,6 +51,21 @@ impl Node {
     }
 }
 
+/// One page of stored messages and where the next one starts.
+#[derive(Debug, Clone)]
+pub struct MessagePage {
+    /// The page's messages, in the query's order.
+    pub rows: Vec<MessageRow>,
+    /// Matches past the offset, counted up to [`TOTAL_COUNT_CAP`].
+    pub total: usize,
+    /// Whether `total` is the whole count.
+    pub total_exact: bool,
+    /// Whether another page follows.
+    pub has_more: bool,
+    /// The offset of the next page.
+    pub next_offset: usize,
+}
+
 /// Filters and paging of `GET /messages`.
 #[derive(Debug, Clone, Default)]
 pub struct MessageQuery {
@@ -71,6 +87,10 @@ pub struct MessageQuery {
     pub context_id: Option<String>,
     /// Only this task.
     pub task_id: Option<String>,
+    /// Only messages whose text matches this search (`q`), in `order`.
+    pub text: Option<TextQuery>,
+    /// The order of search results (`ascending` orders the rest).
+    pub order: SearchOrder,
 }
 
 impl Node {
@@ -135,6 +155,20 @@ impl Node {
     /// most [`TOTAL_COUNT_CAP`] matches past `offset` (`total_exact` says whether it is the
     /// whole count), so a page costs the same at 1,000 or 1,000,000 stored messages.
     pub async fn messages(&self, q: MessageQuery) -> NodeResult<Value> {
+        let page = self.message_page(q).await?;
+        let mut messages: Vec<Value> = page.rows.iter().map(MessageRow::history_entry).collect();
+        self.mark_delivery(&page.rows, &mut messages);
+        Ok(json!({
+            "messages": messages,
+            "total": page.total,
+            "total_exact": page.total_exact,
+            "has_more": page.has_more,
+            "next_offset": page.next_offset,
+        }))
+    }
+
+    /// The rows of one `/messages` page (and of `acp_search`), with the paging facts.
+    pub async fn message_page(&self, q: MessageQuery) -> NodeResult<MessagePage> {
         let peer_keys = q.peer_id.as_deref().map(|key| self.peer_condition(key));
         let limit = q.limit.clamp(1, 100);
         let offset = q.offset;
@@ -155,16 +189,39 @@ impl Node {
                 w.and_some("+direction = ?", q.direction.as_ref());
                 w.and_some("context_id = ?", q.context_id.as_ref());
                 w.and_some("task_id = ?", q.task_id.as_ref());
+                // A search walks the FTS5 index (outer loop, in its rowid = `rowid_seq` order or
+                // by rank) and joins each match to its row; newest first means most recently
+                // stored, which is receive order.
+                let (from, order) = match &q.text {
+                    None => {
+                        let dir = if q.ascending { "ASC" } else { "DESC" };
+                        ("messages", format!("received_at {dir}, rowid_seq {dir}"))
+                    }
+                    Some(text) => {
+                        w.and(
+                            "messages_fts MATCH ?",
+                            [text.match_expr().to_owned().into()],
+                        );
+                        let order = match q.order {
+                            SearchOrder::Newest => "messages_fts.rowid DESC",
+                            SearchOrder::Oldest => "messages_fts.rowid ASC",
+                            SearchOrder::Rank => "messages_fts.rank, messages_fts.rowid DESC",
+                        };
+                        (
+                            "messages_fts JOIN messages ON messages.rowid_seq = messages_fts.rowid",
+                            order.to_owned(),
+                        )
+                    }
+                };
                 let (filter, args) = (w.sql(), w.args);
                 let total = capped_count(
                     conn,
-                    &format!("SELECT 1 FROM messages {filter}"),
+                    &format!("SELECT 1 FROM {from} {filter}"),
                     args.clone(),
                     offset.saturating_add(TOTAL_COUNT_CAP),
                 )?;
-                let order = if q.ascending { "ASC" } else { "DESC" };
                 let sql = format!(
-                    "SELECT {} FROM messages {filter} ORDER BY received_at {order}, rowid_seq {order} LIMIT ? OFFSET ?",
+                    "SELECT {} FROM {from} {filter} ORDER BY {order} LIMIT ? OFFSET ?",
                     store::MESSAGE_COLUMNS
                 );
                 let mut all = args;
@@ -172,7 +229,10 @@ impl Node {
                 all.push((offset as i64).into());
                 let mut stmt = conn.prepare_cached(&sql)?;
                 let rows = stmt
-                    .query_map(rusqlite::params_from_iter(all.iter()), store::message_from_row)?
+                    .query_map(
+                        rusqlite::params_from_iter(all.iter()),
+                        store::message_from_row,
+                    )?
                     .collect::<rusqlite::Result<Vec<MessageRow>>>()?;
                 Ok((rows, total))
             })
@@ -184,15 +244,13 @@ impl Node {
         } else {
             offset + rows.len()
         };
-        let mut messages: Vec<Value> = rows.iter().map(MessageRow::history_entry).collect();
-        self.mark_delivery(&rows, &mut messages);
-        Ok(json!({
-            "messages": messages,
-            "total": total.value,
-            "total_exact": total.exact,
-            "has_more": has_more,
-            "next_offset": next_offset,
-        }))
+        Ok(MessagePage {
+            rows,
+            total: total.value,
+            total_exact: total.exact,
+            has_more,
+            next_offset,
+        })
     }
 
     /// `/history`: the last `limit` inbound messages, oldest first (the reference's inbox log).

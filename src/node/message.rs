@@ -5,7 +5,6 @@
 use serde_json::{Map, Value, json};
 
 use super::error::{NodeError, NodeResult};
-use super::store::MessageRow;
 
 /// Most parts one message may carry.
 pub const MAX_PARTS: usize = 256;
@@ -225,7 +224,55 @@ impl SendRequest {
     }
 }
 
+/// A message row as stored: the frame exactly as it crossed the wire plus indexed columns.
+#[derive(Debug, Clone)]
+pub struct MessageRow {
+    /// The message's id (client-chosen or generated).
+    pub message_id: String,
+    /// `inbound` (from a peer) or `outbound` (sent by this node).
+    pub direction: &'static str,
+    /// Local peer id the message came from or went to.
+    pub peer_id: Option<String>,
+    /// The sender's agent name (`from` on the wire).
+    pub sender: Option<String>,
+    /// `user` or `agent`.
+    pub role: String,
+    /// Task the message belongs to.
+    pub task_id: Option<String>,
+    /// Conversation the message belongs to.
+    pub context_id: Option<String>,
+    /// The sender's `server_seq`.
+    pub server_seq: Option<i64>,
+    /// Wire timestamp (ISO-8601).
+    pub ts: String,
+    /// Local receive (or send) time, Unix seconds.
+    pub received_at: f64,
+    /// Whether `/recv` already handed the message out.
+    pub consumed: bool,
+    /// The whole frame as JSON.
+    pub frame: Value,
+    /// Local insertion order (0 before the row is stored); the cursor of `acp_receive`.
+    pub local_seq: i64,
+}
+
 impl MessageRow {
+    /// The message's text: its text parts (their `content`, or `text` as some SDKs write
+    /// it) joined by newlines, as the search index sees it.
+    pub fn text(&self) -> String {
+        self.frame
+            .get("parts")
+            .and_then(Value::as_array)
+            .map(|parts| {
+                parts
+                    .iter()
+                    .filter(|p| p["type"] == "text")
+                    .filter_map(|p| p["content"].as_str().or_else(|| p["text"].as_str()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    }
+
     /// The `/recv` entry shape of the reference.
     pub fn recv_entry(&self) -> Value {
         json!({

@@ -22,6 +22,7 @@ pub mod message;
 pub mod peers;
 pub mod queue;
 pub mod retention;
+pub mod search;
 pub mod session;
 pub mod store;
 pub mod task;
@@ -39,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use deliver::{Delivery, SendOutcome};
-pub use history::{MessageQuery, ReceiveFilter};
+pub use history::{MessagePage, MessageQuery, ReceiveFilter};
 pub use inbound::FrameOutcome;
 pub use tasks::TaskQuery;
 

@@ -20,10 +20,25 @@ use super::capacity::Capacity;
 use super::error::{NodeError, NodeResult};
 use super::retention::{PruneOutcome, PruneStep, prune_step};
 
+/// One schema change: SQL as written, or built by the module that owns the schema part.
+enum Migration {
+    Sql(&'static str),
+    Built(fn() -> String),
+}
+
+impl Migration {
+    fn sql(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Migration::Sql(s) => (*s).into(),
+            Migration::Built(f) => f().into(),
+        }
+    }
+}
+
 /// Migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // v1: the first schema.
-    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    Migration::Sql("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
      CREATE TABLE messages(
         rowid_seq   INTEGER PRIMARY KEY AUTOINCREMENT,
         message_id  TEXT NOT NULL,
@@ -56,60 +71,35 @@ const MIGRATIONS: &[&str] = &[
         queued_at TEXT NOT NULL
      );
      CREATE INDEX offline_by_peer ON offline_queue(peer_id, id);
-     CREATE TABLE events(seq INTEGER PRIMARY KEY, body TEXT NOT NULL);",
+     CREATE TABLE events(seq INTEGER PRIMARY KEY, body TEXT NOT NULL);"),
     // v2: start-up reads the highest outbound server_seq without scanning every message.
-    "CREATE INDEX messages_outbound_seq ON messages(server_seq) WHERE direction = 'outbound';",
+    Migration::Sql("CREATE INDEX messages_outbound_seq ON messages(server_seq) WHERE direction = 'outbound';"),
     // v3: `/messages?context_id=` pages in receive order. `messages_by_context` is ordered by
     // `server_seq` (for `/context/{id}/messages`), so without this index a conversation's
     // page sorted all of its messages (0.16 s for a 100k-message conversation).
-    "CREATE INDEX IF NOT EXISTS messages_by_context_time ON messages(context_id, received_at);",
+    Migration::Sql("CREATE INDEX IF NOT EXISTS messages_by_context_time ON messages(context_id, received_at);"),
     // v4: messages without a task or a conversation (most of them) stay out of the task and
     // conversation indexes: every index a row enters is one more page that its commit writes
     // to the WAL. A `task_id = ?` or `context_id = ?` filter implies `IS NOT NULL`, so the
     // queries still use them.
-    "DROP INDEX messages_by_task;
+    Migration::Sql("DROP INDEX messages_by_task;
      CREATE INDEX messages_by_task ON messages(task_id, received_at) WHERE task_id IS NOT NULL;
      DROP INDEX messages_by_context;
      CREATE INDEX messages_by_context ON messages(context_id, server_seq)
         WHERE context_id IS NOT NULL;
      DROP INDEX messages_by_context_time;
      CREATE INDEX messages_by_context_time ON messages(context_id, received_at)
-        WHERE context_id IS NOT NULL;",
+        WHERE context_id IS NOT NULL;"),
+    // v5: full-text search over message text (`GET /messages?q=`, `acp_search`): an FTS5
+    // index kept in step by triggers; indexes the messages already stored, once.
+    Migration::Built(super::search::migration),
 ];
 
 /// How many events the log keeps for replay; older ones are pruned by the writer.
 pub const EVENT_RETENTION: u64 = 100_000;
 
-/// A message row as stored: the frame exactly as it crossed the wire plus indexed columns.
-#[derive(Debug, Clone)]
-pub struct MessageRow {
-    /// The message's id (client-chosen or generated).
-    pub message_id: String,
-    /// `inbound` (from a peer) or `outbound` (sent by this node).
-    pub direction: &'static str,
-    /// Local peer id the message came from or went to.
-    pub peer_id: Option<String>,
-    /// The sender's agent name (`from` on the wire).
-    pub sender: Option<String>,
-    /// `user` or `agent`.
-    pub role: String,
-    /// Task the message belongs to.
-    pub task_id: Option<String>,
-    /// Conversation the message belongs to.
-    pub context_id: Option<String>,
-    /// The sender's `server_seq`.
-    pub server_seq: Option<i64>,
-    /// Wire timestamp (ISO-8601).
-    pub ts: String,
-    /// Local receive (or send) time, Unix seconds.
-    pub received_at: f64,
-    /// Whether `/recv` already handed the message out.
-    pub consumed: bool,
-    /// The whole frame as JSON.
-    pub frame: Value,
-    /// Local insertion order (0 before the row is stored); the cursor of `acp_receive`.
-    pub local_seq: i64,
-}
+/// Stored messages are node types: the store keeps them, front-ends read them.
+pub use super::message::MessageRow;
 
 /// One queued outbound frame of the offline queue.
 #[derive(Debug, Clone)]
@@ -442,11 +432,18 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let started = std::time::Instant::now();
+        if version > 0 {
+            tracing::info!("store: upgrading the schema to v{} (once)", i + 1);
+        }
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        tx.execute_batch(&migration.sql())?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
+        if version > 0 {
+            tracing::info!("store: schema v{} in {:?}", i + 1, started.elapsed());
+        }
     }
     enable_incremental_vacuum(conn);
     Ok(())
@@ -1047,7 +1044,7 @@ mod tests {
         let path = dir.path().join("node.db");
         {
             let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(&MIGRATIONS[0].sql()).unwrap();
             conn.pragma_update(None, "user_version", 1).unwrap();
             conn.execute(
                 "INSERT INTO meta(key, value) VALUES ('token', 'tok_old')",

@@ -291,11 +291,12 @@ pub fn free_port() -> u16 {
 
 /// Every MCP tool the node serves (the names are the contract; `tests/mcp.rs` checks the
 /// list is complete).
-pub const MCP_TOOLS: [&str; 13] = [
+pub const MCP_TOOLS: [&str; 14] = [
     "acp_get_link",
     "acp_connect",
     "acp_send",
     "acp_receive",
+    "acp_search",
     "acp_peers",
     "acp_status",
     "acp_task_create",
