@@ -367,6 +367,35 @@ async fn inbox_in_headless_chromium() {
     assert_eq!(status, 200);
     task_state(&page, "task_inbox_2", "canceled").await;
 
+    // A task created in A's page, delegated to B; then canceled with its button on A's page.
+    page.type_into("#task-text", "Draft the release notes")
+        .await;
+    page.click("#task-button").await;
+    let find = || async {
+        let (_, v) = b.get("/tasks?limit=20").await;
+        v["tasks"].as_array().and_then(|l| {
+            l.iter()
+                .find(|t| t["payload"]["parts"][0]["content"] == "Draft the release notes")
+                .cloned()
+        })
+    };
+    eventually(10, "B got the task created in A's page", || async {
+        find().await.is_some()
+    })
+    .await;
+    let t = find().await.unwrap();
+    assert_eq!(t["context_id"], "ctx_review", "{t}");
+    assert_eq!(t["from_peer"], true, "{t}");
+    let task_id = t["id"].as_str().unwrap().to_owned();
+    task_state(&page, &task_id, "submitted").await;
+    page.click(&format!("#cancel-{task_id}")).await;
+    task_state(&page, &task_id, "canceled").await;
+    eventually(10, "B sees the task canceled from A's page", || async {
+        let (_, v) = b.get(&format!("/tasks/{task_id}")).await;
+        v["status"] == "canceled"
+    })
+    .await;
+
     if let Ok(path) = std::env::var("ACP_INBOX_SCREENSHOT") {
         std::fs::write(&path, page.screenshot().await).expect("write screenshot");
         println!("inbox: screenshot written to {path}");
@@ -384,6 +413,21 @@ async fn inbox_in_headless_chromium() {
         json!([]),
     )
     .await;
+
+    // Connect by pasting a link: a third node, D, becomes A's connected peer.
+    let d = lab.start("D").await;
+    page.type_into("#connect-link", &d.link()).await;
+    page.click("#connect-form button[type=submit]").await;
+    page.until(
+        10,
+        "D listed as connected on A's page",
+        "return [...document.querySelectorAll('#peers li')].some(li => \
+           li.querySelector('strong').textContent === 'D' && li.textContent.includes('connected'))",
+        json!([]),
+    )
+    .await;
+    assert_eq!(a.peer_named("D").await["connected"], true);
+    d.stop().await;
 
     // Markup from a peer is shown as text and never runs.
     let payload = "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=2</script>";
