@@ -184,6 +184,28 @@ impl Browser {
             .delete(format!("{}/session/{}", self.base, self.session))
             .send()
             .await;
+        self.session.clear();
+    }
+}
+
+/// Ends the browser session (which closes Chromium) and stops chromedriver, also when the
+/// test panics half-way: a plain blocking HTTP DELETE, since a destructor cannot await.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        use std::io::{Read, Write};
+        let addr = self.base.trim_start_matches("http://").to_owned();
+        if self.session.is_empty() {
+            // Ended by quit(), or never started.
+        } else if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(
+                s,
+                "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            // The answer's first bytes: the session is gone by then.
+            let _ = s.read(&mut [0u8; 512]);
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -397,6 +419,11 @@ async fn inbox_in_headless_chromium() {
     .await;
 
     if let Ok(path) = std::env::var("ACP_INBOX_SCREENSHOT") {
+        page.js(
+            "document.activeElement.blur(); window.scrollTo(0, 0)",
+            json!([]),
+        )
+        .await;
         std::fs::write(&path, page.screenshot().await).expect("write screenshot");
         println!("inbox: screenshot written to {path}");
     }
