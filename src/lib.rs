@@ -16,7 +16,8 @@
 //!   uses; `quic`: iroh, for peers behind NAT; `relay_url`), and Ed25519 identity: `identity` (keys and every signature), `canonical` (the JSON text
 //!   signatures cover, as Python's `json.dumps` prints it), `did` (did:acp, did:key, JWK).
 //! - [`http`] — the axum REST/SSE API, one file per resource (`identity` for did.json,
-//!   jwks.json, card and delegation checks); thin over the node. Its
+//!   jwks.json, card and delegation checks; `inbox` for the web page at `/`, whose three
+//!   files are embedded from `assets/inbox/`); thin over the node. Its
 //!   `guard` (Host, Origin, API token, content type) and `body_limit` wrap every route of
 //!   the HTTP port, MCP's included.
 //! - [`mcp`] — the rmcp server: 14 tools, resources, notifications; on stdio and at `/mcp`.

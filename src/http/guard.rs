@@ -12,7 +12,8 @@
 //!    GET, which browsers send without an Origin) is refused too.
 //! 3. **Token**: with `--api-token`, `Authorization: Bearer <token>`, or for a browser (an
 //!    `EventSource` cannot set headers) `?access_token=<token>` once, answered with an
-//!    `HttpOnly; SameSite=Strict` cookie that carries it from then on (401 otherwise).
+//!    `HttpOnly; SameSite=Strict` cookie that carries it from then on (401 otherwise; for the
+//!    inbox page at `/`, an HTML page saying to open `/?access_token=…`).
 //! 4. **Content type**: a body sent with a content type other than JSON (`text/plain` and the
 //!    form types are what a page may send cross-site without a preflight) is refused with
 //!    415 `ERR_UNSUPPORTED_MEDIA_TYPE`; a body without one, as curl-style clients send, passes.
@@ -218,6 +219,10 @@ pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Resp
     let credential = match credential(&guard, &req) {
         Ok(c) => c,
         Err(wrong) => {
+            if req.method() == Method::GET && req.uri().path() == "/" {
+                // A person opening the inbox: a page saying how, not the API's JSON.
+                return super::inbox::unauthorized_page(wrong);
+            }
             let mut resp = refuse(
                 ErrorCode::Unauthorized,
                 if wrong {

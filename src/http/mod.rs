@@ -2,6 +2,7 @@
 //! one node method and map the result; every error is `{"ok":false,"error_code","error"}`
 //! with a 4xx status for bad input, never a bare 404 or a panic.
 //!
+//! The web inbox (`inbox`: the page at `/` and its two assets) is part of this router.
 //! The HTTP port also serves other front-ends (MCP at `/mcp`); the server puts them beside
 //! this router and [`protect`] puts the one guard ([`guard`]) and body limit ([`body_limit`])
 //! around all of them.
@@ -11,6 +12,7 @@ mod card;
 mod extract;
 pub mod guard;
 mod identity;
+mod inbox;
 mod messages;
 pub mod origin;
 mod peers;
@@ -93,6 +95,7 @@ pub fn router(node: Node) -> Router {
             get(tasks::get_action).post(tasks::post_action),
         )
         .merge(unsupported::routes())
+        .merge(inbox::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(node)
