@@ -24,13 +24,18 @@
 //! - [`server`] — a node with its listeners, as started by the CLI and the tests.
 //! - [`config`] — flags, `ACP_*` environment variables and defaults.
 //! - [`relay`] — `acp-relay relay`, the relay server for nodes behind NAT (iroh-relay).
+//! - [`ports`] — the ports a node that had to move remembers, so its link stays the same.
+//! - [`install`] — `acp-relay install|uninstall --host …`: the entry in each MCP host's
+//!   config file (host table and paths, JSON edit, TOML edit, the command).
 
 #![recursion_limit = "256"]
 
 pub mod config;
 pub mod http;
+pub mod install;
 pub mod mcp;
 pub mod node;
+pub mod ports;
 pub mod relay;
 pub mod server;
 pub mod wire;

@@ -36,6 +36,11 @@ enum Command {
     /// hole punching and, where that fails, relayed end-to-end encrypted traffic. It keeps
     /// nothing.
     Relay(acp_relay::relay::RelayArgs),
+    /// Add an `acp-relay` entry (this binary, `mcp --name <host>`, the host's own ports) to
+    /// an MCP host's user config, keeping everything else; `--host all` for every host found.
+    Install(acp_relay::install::InstallArgs),
+    /// Remove the `acp-relay` entry from an MCP host's user config (only that entry).
+    Uninstall(acp_relay::install::UninstallArgs),
 }
 
 /// Colour only for a person at a terminal: MCP hosts capture stderr into log files and pipes,
@@ -146,6 +151,8 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Serve(args) => (args, false),
         Command::Mcp(args) => (args, true),
         Command::Relay(args) => return run_relay(&args, &mut signals).await,
+        Command::Install(args) => return acp_relay::install::install(&args),
+        Command::Uninstall(args) => return acp_relay::install::uninstall(&args),
     };
     let mut config = match args.resolve() {
         Ok(c) => c,

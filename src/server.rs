@@ -36,34 +36,33 @@ impl Server {
         };
         let cfg = node.config().clone();
         let fallback = cfg.instance_fallback;
-        let ws_listener = match wire::peer::bind(&node, cfg.port).await {
-            Err(e) if fallback && e.kind() == std::io::ErrorKind::AddrInUse => {
-                tracing::warn!(
-                    port = cfg.port,
-                    "peer port in use; using a free port instead"
-                );
-                wire::peer::bind(&node, 0).await
-            }
-            other => other,
-        }
-        .map_err(|e| bind_err("peers", &cfg.ws_host, cfg.port, e))?;
-        let http_listener = match http::bind(&node, cfg.http_port).await {
-            Err(e) if fallback && e.kind() == std::io::ErrorKind::AddrInUse => {
-                tracing::warn!(
-                    port = cfg.http_port,
-                    "HTTP port in use; using a free port instead"
-                );
-                http::bind(&node, 0).await
-            }
-            other => other,
-        }
-        .map_err(|e| bind_err("HTTP", &cfg.http_host, cfg.http_port, e))?;
+        // A node that moved before takes the ports it moved to first, so its link stays.
+        let remembered = fallback
+            .then(|| crate::ports::load(&cfg.data_dir, cfg.port, cfg.http_port))
+            .flatten();
+        let ws_ports = [remembered.map(|r| r.port), Some(cfg.port)];
+        let http_ports = [remembered.map(|r| r.http_port), Some(cfg.http_port)];
+        let ws_listener = bind_first(&ws_ports, fallback, "peer", |p| wire::peer::bind(&node, p))
+            .await
+            .map_err(|e| bind_err("peers", &cfg.ws_host, cfg.port, e))?;
+        let http_listener = bind_first(&http_ports, fallback, "HTTP", |p| http::bind(&node, p))
+            .await
+            .map_err(|e| bind_err("HTTP", &cfg.http_host, cfg.http_port, e))?;
         let ws_addr = ws_listener
             .local_addr()
             .map_err(|e| NodeError::internal(e.to_string()))?;
         let http_addr = http_listener
             .local_addr()
             .map_err(|e| NodeError::internal(e.to_string()))?;
+        if fallback {
+            crate::ports::store(
+                &cfg.data_dir,
+                cfg.port,
+                cfg.http_port,
+                ws_addr.port(),
+                http_addr.port(),
+            );
+        }
         let quic = wire::quic::bind(&node).await.map_err(NodeError::internal)?;
         let dial_quic = quic.clone();
         node.set_dialer(Box::new(move |node, peer| {
@@ -116,5 +115,41 @@ impl Server {
         self.node.shutdown().await;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http_task).await;
         let _ = self.ws_task.await;
+    }
+}
+
+/// Binds the first of `ports` that is free: the remembered port (when there is one), then
+/// the asked one; with `fallback`, a free port when both are taken. Without `fallback` only
+/// the asked port is tried and its error returned.
+async fn bind_first<F, Fut>(
+    ports: &[Option<u16>; 2],
+    fallback: bool,
+    what: &str,
+    bind: F,
+) -> std::io::Result<tokio::net::TcpListener>
+where
+    F: Fn(u16) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<tokio::net::TcpListener>>,
+{
+    let [remembered, asked] = *ports;
+    let asked = asked.unwrap_or(0);
+    if let Some(port) = remembered.filter(|_| fallback) {
+        match bind(port).await {
+            Ok(l) => return Ok(l),
+            Err(e) => tracing::warn!(
+                port,
+                "remembered {what} port not free ({e}); trying {asked}"
+            ),
+        }
+    }
+    match bind(asked).await {
+        Err(e) if fallback && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(
+                port = asked,
+                "{what} port in use; using a free port instead"
+            );
+            bind(0).await
+        }
+        other => other,
     }
 }
