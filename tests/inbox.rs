@@ -428,8 +428,9 @@ async fn inbox_in_headless_chromium() {
         println!("inbox: screenshot written to {path}");
     }
 
-    // Search: the box calls /messages?q= and shows matches like messages.
-    page.type_into("#search", "retention").await;
+    // Search: the box calls the node's full-text search (/messages?q=: a prefix and an
+    // exclusion here) and shows its matches like messages.
+    page.type_into("#search", "RETENT* -unrelated").await;
     page.click("#search-form button[type=submit]").await;
     page.until(
         10,

@@ -324,38 +324,21 @@ function renderPeers() {
 
 // ---- search ----
 
-function terms(q) {
-  const out = [];
-  const re = /"([^"]+)"|(\S+)/g;
-  let m;
-  while ((m = re.exec(q))) {
-    const t = (m[1] || m[2]).replace(/\*+$/, "").toLowerCase();
-    if (t && !/^(and|or|not)$/i.test(t)) out.push(t);
-  }
-  return out;
-}
-
-function matches(m, ts) {
-  const hay = partsText(m.parts).toLowerCase();
-  return ts.every((t) => hay.includes(t));
-}
-
 async function runSearch(q) {
-  const ts = terms(q);
-  const found = new Map();
-  // The node's full-text search; the same words are also matched here, which covers a node
-  // without it (it ignores `q` and answers the newest messages) and what is only in the page.
+  // The node's full-text search (words, "phrases", prefix*, OR, -exclusions), newest first.
   const r = await api("GET", "/messages?limit=100&q=" + encodeURIComponent(q));
-  if (r.status === 200 && r.data) {
-    for (const raw of r.data.messages || []) {
-      const id = raw.message_id || raw.id;
-      addMessage(raw);
-      const m = state.messages.get(id);
-      if (m && matches(m, ts)) found.set(id, m);
-    }
+  if (r.status !== 200 || !r.data) {
+    showStatus("search failed: " + errorText(r), true);
+    return;
   }
-  for (const m of state.messages.values()) if (matches(m, ts)) found.set(m.id, m);
-  state.search = { query: q, results: [...found.values()].sort((a, b) => b.time - a.time) };
+  const results = [];
+  for (const raw of r.data.messages || []) {
+    const id = raw.message_id || raw.id;
+    addMessage(raw);
+    const m = state.messages.get(id);
+    if (m) results.push(m);
+  }
+  state.search = { query: q, results };
   renderResults();
   render();
 }
