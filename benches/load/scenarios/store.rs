@@ -23,6 +23,67 @@ impl Shape {
     pub const CONTEXTS: usize = 9_000;
     pub const TASKS: usize = 1_000;
 
+    /// Distinct `ticketN` words: each in 1 of this many messages (200 at 1M).
+    pub const TICKETS: usize = 5_000;
+    /// Words for full-text search, one per message: each about 1 in 50 (20k at 1M); pairs
+    /// of them never meet in one message, but `Self::topic` spreads them evenly.
+    pub const TOPICS: [&'static str; 50] = [
+        "deploy",
+        "staging",
+        "invoice",
+        "receipt",
+        "review",
+        "retention",
+        "backup",
+        "latency",
+        "refund",
+        "schema",
+        "migration",
+        "rollback",
+        "incident",
+        "outage",
+        "billing",
+        "quota",
+        "release",
+        "hotfix",
+        "pipeline",
+        "cluster",
+        "gateway",
+        "webhook",
+        "cache",
+        "index",
+        "replica",
+        "failover",
+        "contract",
+        "customer",
+        "roadmap",
+        "budget",
+        "forecast",
+        "summary",
+        "translation",
+        "summarize",
+        "analysis",
+        "dataset",
+        "training",
+        "inference",
+        "prompt",
+        "agent",
+        "handoff",
+        "approval",
+        "security",
+        "audit",
+        "compliance",
+        "onboarding",
+        "feedback",
+        "survey",
+        "meeting",
+        "calendar",
+    ];
+
+    pub fn topic(i: usize) -> &'static str {
+        Self::TOPICS[(i.wrapping_mul(7919) / 13) % Self::TOPICS.len()]
+    }
+
     pub fn context(&self, i: usize) -> String {
         if i.is_multiple_of(10) {
             "ctx_hot".into()
@@ -63,7 +124,11 @@ impl Shape {
             "ts": ts,
             "from": sender,
             "role": role,
-            "parts": [{"type": "text", "content": format!("stored message {i}: {TEXT}")}],
+            "parts": [{"type": "text", "content": format!(
+                "stored message {i}: {TEXT} {} ticket{}",
+                Self::topic(i),
+                i % Self::TICKETS
+            )}],
             "context_id": context_id,
             "server_seq": seq,
         });
@@ -185,6 +250,38 @@ pub async fn store_at_scale(root: &Path, logdir: &Path, o: &Opts) -> Res<StoreRu
             (
                 "/messages?context_id=ctx_hot&sort=asc".into(),
                 "/messages?context_id=ctx_hot&sort=asc".into(),
+            ),
+            (
+                "/messages?q=ticket1234 (1 in 5,000)".into(),
+                "/messages?q=ticket1234".into(),
+            ),
+            (
+                "/messages?q=deploy (1 in 50)".into(),
+                "/messages?q=deploy".into(),
+            ),
+            (
+                "/messages?q=deploy&order=rank".into(),
+                "/messages?q=deploy&order=rank".into(),
+            ),
+            (
+                "/messages?q=deploy ticket1234 (both)".into(),
+                "/messages?q=deploy%20ticket1234".into(),
+            ),
+            (
+                "/messages?q=\"stored message 123456\" (phrase)".into(),
+                "/messages?q=%22stored%20message%20123456%22".into(),
+            ),
+            (
+                "/messages?q=ticket12* (prefix, 111 words)".into(),
+                "/messages?q=ticket12*".into(),
+            ),
+            (
+                "/messages?q=invoice OR refund -ticket7".into(),
+                "/messages?q=invoice%20OR%20refund%20-ticket7".into(),
+            ),
+            (
+                "/messages?q=deploy&context_id=ctx_00123".into(),
+                "/messages?q=deploy&context_id=ctx_00123".into(),
             ),
             (
                 "/context/ctx_00123/messages".into(),
