@@ -54,6 +54,23 @@ fn row(i: usize) -> MessageRow {
     }
 }
 
+/// A node started on a store holding the `N` generated messages.
+async fn node_on_generated_store(lab: &Lab, name: &str) -> common::TestNode {
+    let mut config = lab.config(name);
+    // The rows are dated months back: keep them (the default retention removes messages
+    // older than 30 days).
+    config.retention.retain_days = 0;
+    {
+        let store = Store::open(&config.data_dir.join("node.db")).expect("store opens");
+        for i in 0..N {
+            store.write(WriteOp::InsertMessage(Box::new(row(i)), None));
+        }
+        store.flush().await.expect("flush");
+        store.close().await;
+    }
+    start_with(config).await
+}
+
 fn ids(v: &Value) -> Vec<String> {
     v["messages"]
         .as_array()
@@ -70,19 +87,7 @@ fn names(rows: impl IntoIterator<Item = usize>) -> Vec<String> {
 #[tokio::test]
 async fn paging_totals_and_order_on_a_large_store() {
     let lab = Lab::new();
-    let mut config = lab.config("big");
-    // The rows are dated months back: keep them (the default retention removes messages
-    // older than 30 days).
-    config.retention.retain_days = 0;
-    {
-        let store = Store::open(&config.data_dir.join("node.db")).expect("store opens");
-        for i in 0..N {
-            store.write(WriteOp::InsertMessage(Box::new(row(i)), None));
-        }
-        store.flush().await.expect("flush");
-        store.close().await;
-    }
-    let node = start_with(config).await;
+    let node = node_on_generated_store(&lab, "big").await;
 
     // Newest first; more than the cap match: total is a lower bound and says so.
     let (status, page) = node.get("/messages?limit=10").await;
@@ -223,17 +228,7 @@ async fn paging_totals_and_order_on_a_large_store() {
 #[tokio::test]
 async fn full_text_search_with_filters_orders_and_paging() {
     let lab = Lab::new();
-    let mut config = lab.config("search");
-    config.retention.retain_days = 0;
-    {
-        let store = Store::open(&config.data_dir.join("node.db")).expect("store opens");
-        for i in 0..N {
-            store.write(WriteOp::InsertMessage(Box::new(row(i)), None));
-        }
-        store.flush().await.expect("flush");
-        store.close().await;
-    }
-    let node = start_with(config).await;
+    let node = node_on_generated_store(&lab, "search").await;
 
     // Every message matches a common word: newest first, the total capped like /messages.
     let (status, page) = node.get("/messages?q=MESSAGE&limit=3").await;
