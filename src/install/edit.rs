@@ -45,6 +45,47 @@ pub struct Edit {
 }
 
 impl Edit {
+    /// The outcome of an install: the file's new text is rendered only when the entry
+    /// changed, so an unchanged file keeps its text byte for byte.
+    pub fn installed(
+        change: Change,
+        entry: String,
+        old_text: &str,
+        render: impl FnOnce() -> String,
+    ) -> Edit {
+        let text = if change == Change::Unchanged {
+            old_text.to_owned()
+        } else {
+            render()
+        };
+        Edit {
+            change,
+            text,
+            entry,
+        }
+    }
+
+    /// The outcome of an uninstall: our entry as it read (`None`: there was none, and the
+    /// file keeps its text), the file's text without it.
+    pub fn uninstalled(
+        removed: Option<String>,
+        old_text: &str,
+        render: impl FnOnce() -> String,
+    ) -> Edit {
+        match removed {
+            Some(entry) => Edit {
+                change: Change::Removed,
+                text: render(),
+                entry,
+            },
+            None => Edit {
+                change: Change::Absent,
+                text: old_text.to_owned(),
+                entry: String::new(),
+            },
+        }
+    }
+
     /// Whether the file must be written.
     pub fn writes(&self) -> bool {
         !matches!(self.change, Change::Unchanged | Change::Absent)

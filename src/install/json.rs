@@ -80,16 +80,7 @@ pub fn install(text: &str, key: &str, entry: &Entry, typed: bool) -> Result<Edit
         }
     };
     let shown = show(&servers[SERVER]);
-    let text = if change == Change::Unchanged {
-        text.to_owned()
-    } else {
-        render(&root, text)
-    };
-    Ok(Edit {
-        change,
-        text,
-        entry: shown,
-    })
+    Ok(Edit::installed(change, shown, text, || render(&root, text)))
 }
 
 /// Removes our entry (and only it) from under `key`.
@@ -100,18 +91,9 @@ pub fn uninstall(text: &str, key: &str) -> Result<Edit, String> {
         Some(Value::Object(servers)) => servers.shift_remove(SERVER),
         Some(_) => return Err(format!("has a \"{key}\" that is not an object")),
     };
-    Ok(match removed {
-        Some(v) => Edit {
-            change: Change::Removed,
-            text: render(&root, text),
-            entry: show(&v),
-        },
-        None => Edit {
-            change: Change::Absent,
-            text: text.to_owned(),
-            entry: String::new(),
-        },
-    })
+    Ok(Edit::uninstalled(removed.as_ref().map(show), text, || {
+        render(&root, text)
+    }))
 }
 
 #[cfg(test)]

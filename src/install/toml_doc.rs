@@ -95,16 +95,7 @@ pub fn install(text: &str, entry: &Entry) -> Result<Edit, String> {
             .and_then(Item::as_table_like)
             .ok_or("lost its entry")?,
     );
-    let text = if change == Change::Unchanged {
-        text.to_owned()
-    } else {
-        doc.to_string()
-    };
-    Ok(Edit {
-        change,
-        text,
-        entry: shown,
-    })
+    Ok(Edit::installed(change, shown, text, || doc.to_string()))
 }
 
 /// Removes `[mcp_servers.acp-relay]` (and only it).
@@ -117,18 +108,8 @@ pub fn uninstall(text: &str) -> Result<Edit, String> {
             .ok_or_else(|| format!("has a \"{KEY}\" that is not a table"))?
             .remove(SERVER),
     };
-    Ok(match removed {
-        Some(item) => Edit {
-            change: Change::Removed,
-            entry: item.as_table_like().map(show).unwrap_or_default(),
-            text: doc.to_string(),
-        },
-        None => Edit {
-            change: Change::Absent,
-            text: text.to_owned(),
-            entry: String::new(),
-        },
-    })
+    let removed = removed.map(|item| item.as_table_like().map(show).unwrap_or_default());
+    Ok(Edit::uninstalled(removed, text, || doc.to_string()))
 }
 
 #[cfg(test)]
