@@ -235,11 +235,7 @@ impl NodeArgs {
         };
         let data_dir = match self.data_dir {
             Some(dir) => dir,
-            None => dirs::data_dir()
-                .or_else(|| dirs::home_dir().map(|h| h.join(".local/share")))
-                .ok_or("no platform data dir: set --data-dir")?
-                .join("acp-relay")
-                .join(sanitize(&self.name)),
+            None => default_data_dir(&self.name).ok_or("no platform data dir: set --data-dir")?,
         };
         let api_token = self.api_token.filter(|t| !t.is_empty());
         if let Some(token) = &api_token
@@ -368,8 +364,25 @@ pub fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Keeps a name usable as a directory name.
-fn sanitize(name: &str) -> String {
+/// The data dir a node named `name` uses without `--data-dir`: one place, so the CLI client
+/// finds the token file of the node `serve` started under the same `ACP_NAME`.
+pub fn default_data_dir(name: &str) -> Option<PathBuf> {
+    Some(data_root()?.join(data_dir_name(name)))
+}
+
+/// The directory holding every named node's default data dir (`~/.local/share/acp-relay`
+/// on Linux), where the CLI looks for the nodes running on this machine.
+pub fn data_root() -> Option<PathBuf> {
+    Some(
+        dirs::data_dir()
+            .or_else(|| dirs::home_dir().map(|h| h.join(".local/share")))?
+            .join("acp-relay"),
+    )
+}
+
+/// The directory name a node named `name` gets under [`data_root`]: the name kept usable as
+/// a directory name.
+pub fn data_dir_name(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {

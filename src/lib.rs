@@ -22,6 +22,8 @@
 //!   the HTTP port, MCP's included.
 //! - [`mcp`] — the rmcp server: 14 tools, resources, notifications; on stdio and at `/mcp`.
 //! - [`server`] — a node with its listeners, as started by the CLI and the tests.
+//! - [`cli`] — the client subcommands (`link`, `send`, `recv`, `watch`, `peers`, `tasks`, …)
+//!   that talk to a running node's REST API.
 //! - [`config`] — flags, `ACP_*` environment variables and defaults.
 //! - [`relay`] — `acp-relay relay`, the relay server for nodes behind NAT (iroh-relay).
 //! - [`ports`] — the ports a node that had to move remembers, so its link stays the same.
@@ -30,6 +32,7 @@
 
 #![recursion_limit = "256"]
 
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod install;

@@ -41,6 +41,9 @@ enum Command {
     Install(acp_relay::install::InstallArgs),
     /// Remove the `acp-relay` entry from an MCP host's user config (only that entry).
     Uninstall(acp_relay::install::UninstallArgs),
+    /// Client subcommands for a running node's REST API (`link`, `send`, `recv`, `watch`, …).
+    #[command(flatten)]
+    Client(acp_relay::cli::ClientCommand),
 }
 
 /// Colour only for a person at a terminal: MCP hosts capture stderr into log files and pipes,
@@ -146,13 +149,19 @@ async fn run_relay(
 
 /// The command's work on the runtime; returns the process's exit code.
 async fn run(cli: Cli) -> std::process::ExitCode {
+    // Before the signal handlers: Ctrl-C ends a client command (`watch`) at once.
+    let command = match cli.command {
+        Command::Client(cmd) => return acp_relay::cli::run(cmd).await,
+        other => other,
+    };
     let mut signals = Signals::register();
-    let (args, mcp) = match cli.command {
+    let (args, mcp) = match command {
         Command::Serve(args) => (args, false),
         Command::Mcp(args) => (args, true),
         Command::Relay(args) => return run_relay(&args, &mut signals).await,
         Command::Install(args) => return acp_relay::install::install(&args),
         Command::Uninstall(args) => return acp_relay::install::uninstall(&args),
+        Command::Client(_) => unreachable!("handled above"),
     };
     let mut config = match args.resolve() {
         Ok(c) => c,

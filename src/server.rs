@@ -35,6 +35,12 @@ impl Server {
             ))
         };
         let cfg = node.config().clone();
+        if let Err(e) = http::token_file::publish(&cfg.data_dir, cfg.api_token.as_deref()) {
+            tracing::warn!(
+                "cannot write the API token file in {} ({e}); the CLI then needs --token",
+                cfg.data_dir.display()
+            );
+        }
         let fallback = cfg.instance_fallback;
         // A node that moved before takes the ports it moved to first, so its link stays.
         let remembered = fallback
@@ -88,6 +94,12 @@ impl Server {
         });
         node.start_saved_dials()?;
         node.start_retention();
+        if let Err(e) = http::address_file::publish(&cfg.data_dir, http_addr) {
+            tracing::warn!(
+                "cannot write the address file in {} ({e}); the CLI then needs --node",
+                cfg.data_dir.display()
+            );
+        }
         tracing::info!(
             name = node.name(),
             peer_port = ws_addr.port(),
@@ -112,6 +124,7 @@ impl Server {
 
     /// Graceful stop: stop accepting, close peer connections politely, flush the store.
     pub async fn shutdown(self) {
+        http::address_file::withdraw(&self.node.config().data_dir, self.http_addr);
         self.node.shutdown().await;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http_task).await;
         let _ = self.ws_task.await;

@@ -7,6 +7,7 @@
 //! this router and [`protect`] puts the one guard ([`guard`]) and body limit ([`body_limit`])
 //! around all of them.
 
+pub mod address_file;
 pub mod body_limit;
 mod card;
 mod extract;
@@ -19,6 +20,7 @@ mod peers;
 mod retention;
 mod stream;
 mod tasks;
+pub mod token_file;
 mod unsupported;
 
 use axum::Router;
