@@ -267,6 +267,47 @@ async fn full_text_search_with_filters_orders_and_paging() {
         .get("/messages?q=message&context_id=small&limit=2")
         .await;
     assert_eq!(ids(&page), names([2503, 2403]));
+    // (`small` and `t1` hold few messages: those are read filter first, each asked of the
+    // index; `big` is read index first. Both plans give the same orders, paging and totals.)
+    let (_, page) = node
+        .get("/messages?q=message&context_id=small&order=oldest&limit=2&offset=1")
+        .await;
+    assert_eq!(ids(&page), names([103, 203]));
+    assert_eq!(
+        (page["total"].as_u64(), page["total_exact"].as_bool()),
+        (Some(26), Some(true))
+    );
+    assert_eq!(
+        (page["has_more"].as_bool(), page["next_offset"].as_u64()),
+        (Some(true), Some(3))
+    );
+    let (_, page) = node
+        .get("/messages?q=message&context_id=small&limit=5&offset=24")
+        .await;
+    assert_eq!(ids(&page), names([103, 3]));
+    assert_eq!(page["has_more"], false);
+    let (_, page) = node
+        .get("/messages?q=message%20-2503&context_id=small&limit=1")
+        .await;
+    assert_eq!(ids(&page), names([2403]));
+    let (_, page) = node.get("/messages?q=250*&context_id=small").await;
+    assert_eq!(ids(&page), names([2503]));
+    let (_, page) = node
+        .get("/messages?q=1403%20OR%20message&context_id=small&order=rank&limit=2")
+        .await;
+    assert_eq!(
+        ids(&page),
+        names([1403, 2503]),
+        "both words first, then newest"
+    );
+    let (_, page) = node
+        .get("/messages?q=1404%20OR%20message&context_id=big&order=rank&limit=2")
+        .await;
+    assert_eq!(
+        ids(&page),
+        names([1404, N - 1]),
+        "the same on the index-first plan"
+    );
     let (_, page) = node.get("/messages?q=message&task_id=t1").await;
     assert_eq!(ids(&page), names([30, 20, 10]));
     let (_, page) = node

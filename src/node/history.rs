@@ -8,18 +8,24 @@ use serde_json::{Value, json};
 use super::Node;
 use super::error::{ErrorCode, NodeResult};
 use super::search::{SearchOrder, TextQuery};
+use super::search_plan;
 use super::store::{self, MessageRow, WriteOp};
 
 /// A `WHERE` clause built from optional filters, with its bound values.
 #[derive(Default)]
-struct Where {
+pub(super) struct Where {
     clauses: Vec<&'static str>,
-    args: Vec<rusqlite::types::Value>,
+    /// The values of the clauses' placeholders, in order.
+    pub(super) args: Vec<rusqlite::types::Value>,
 }
 
 impl Where {
     /// Adds a condition with its placeholders' values.
-    fn and<const N: usize>(&mut self, clause: &'static str, values: [rusqlite::types::Value; N]) {
+    pub(super) fn and<const N: usize>(
+        &mut self,
+        clause: &'static str,
+        values: [rusqlite::types::Value; N],
+    ) {
         self.clauses.push(clause);
         self.args.extend(values);
     }
@@ -31,7 +37,19 @@ impl Where {
         }
     }
 
-    fn sql(&self) -> String {
+    /// Whether there is no condition at all.
+    pub(super) fn is_empty(&self) -> bool {
+        self.clauses.is_empty()
+    }
+
+    /// Adds every condition of `other` after these.
+    pub(super) fn extend(&mut self, other: &Where) {
+        self.clauses.extend(other.clauses.iter().copied());
+        self.args.extend(other.args.iter().cloned());
+    }
+
+    /// `WHERE …`, or nothing when there is no condition.
+    pub(super) fn sql(&self) -> String {
         if self.clauses.is_empty() {
             String::new()
         } else {
@@ -189,39 +207,31 @@ impl Node {
                 w.and_some("+direction = ?", q.direction.as_ref());
                 w.and_some("context_id = ?", q.context_id.as_ref());
                 w.and_some("task_id = ?", q.task_id.as_ref());
-                // A search walks the FTS5 index (outer loop, in its rowid = `rowid_seq` order or
-                // by rank) and joins each match to its row; newest first means most recently
-                // stored, which is receive order.
-                let (from, order) = match &q.text {
-                    None => {
-                        let dir = if q.ascending { "ASC" } else { "DESC" };
-                        ("messages", format!("received_at {dir}, rowid_seq {dir}"))
-                    }
-                    Some(text) => {
-                        w.and(
-                            "messages_fts MATCH ?",
-                            [text.match_expr().to_owned().into()],
-                        );
-                        let order = match q.order {
-                            SearchOrder::Newest => "messages_fts.rowid DESC",
-                            SearchOrder::Oldest => "messages_fts.rowid ASC",
-                            SearchOrder::Rank => "messages_fts.rank, messages_fts.rowid DESC",
-                        };
-                        (
-                            "messages_fts JOIN messages ON messages.rowid_seq = messages_fts.rowid",
-                            order.to_owned(),
-                        )
-                    }
-                };
+                if let Some(text) = &q.text {
+                    let selective =
+                        peer_keys.is_some() || q.context_id.is_some() || q.task_id.is_some();
+                    return search_plan::search_page(
+                        conn,
+                        &search_plan::SearchPageQuery {
+                            filters: &w,
+                            selective,
+                            text,
+                            order: q.order,
+                            limit,
+                            offset,
+                        },
+                    );
+                }
                 let (filter, args) = (w.sql(), w.args);
                 let total = capped_count(
                     conn,
-                    &format!("SELECT 1 FROM {from} {filter}"),
+                    &format!("SELECT 1 FROM messages {filter}"),
                     args.clone(),
                     offset.saturating_add(TOTAL_COUNT_CAP),
                 )?;
+                let dir = if q.ascending { "ASC" } else { "DESC" };
                 let sql = format!(
-                    "SELECT {} FROM {from} {filter} ORDER BY {order} LIMIT ? OFFSET ?",
+                    "SELECT {} FROM messages {filter} ORDER BY received_at {dir}, rowid_seq {dir} LIMIT ? OFFSET ?",
                     store::MESSAGE_COLUMNS
                 );
                 let mut all = args;
@@ -349,15 +359,15 @@ impl Node {
 pub const TOTAL_COUNT_CAP: usize = 1000;
 
 /// A match count that stopped at a cap.
-struct CappedCount {
+pub(super) struct CappedCount {
     /// The number of matches, or the cap when `exact` is false.
-    value: usize,
+    pub(super) value: usize,
     /// Whether `value` is the whole count (fewer matches than the cap).
-    exact: bool,
+    pub(super) exact: bool,
 }
 
 /// Counts the rows of `select` (a `SELECT 1 FROM …` with its arguments), stopping at `cap`.
-fn capped_count(
+pub(super) fn capped_count(
     conn: &rusqlite::Connection,
     select: &str,
     mut args: Vec<rusqlite::types::Value>,

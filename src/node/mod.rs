@@ -23,6 +23,7 @@ pub mod peers;
 pub mod queue;
 pub mod retention;
 pub mod search;
+mod search_plan;
 pub mod session;
 pub mod store;
 pub mod task;
