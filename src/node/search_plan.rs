@@ -87,8 +87,8 @@ fn filter_first(
         })
         .collect::<rusqlite::Result<_>>()?;
     match q.order {
-        SearchOrder::Newest => hits.sort_by(|a, b| b.0.cmp(&a.0)),
-        SearchOrder::Oldest => hits.sort_by(|a, b| a.0.cmp(&b.0)),
+        SearchOrder::Newest => hits.sort_by_key(|h| std::cmp::Reverse(h.0)),
+        SearchOrder::Oldest => hits.sort_by_key(|h| h.0),
         SearchOrder::Rank => hits.sort_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0))),
     }
     let total = CappedCount {
