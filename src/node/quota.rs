@@ -185,20 +185,21 @@ impl Quotas {
 
     /// The wait to ask of a peer whose `count` message frames of `bytes` bytes in all were
     /// refused for rate, the longest single wait being `wait_ms`: long enough for the
-    /// buckets to take all of them, so a sender holding thousands does not re-send them all
-    /// every quarter second only to have most refused again.
+    /// buckets to take all of them, or to fill up when they hold less than that (waiting
+    /// longer would leave capacity unused), so a sender holding thousands does not re-send
+    /// them all every quarter second only to have most refused again.
     pub fn rate_retry_ms(&self, count: u64, bytes: u64, wait_ms: u64) -> u64 {
         let l = self.limits;
-        let per = |n: u64, rate: u64| {
+        let per = |n: u64, burst: u64, rate: u64| {
             if rate == 0 {
                 0
             } else {
-                n.saturating_mul(1000) / rate
+                n.min(burst).saturating_mul(1000) / rate
             }
         };
         wait_ms
-            .max(per(count, l.msgs_per_sec))
-            .max(per(bytes, l.bytes_per_sec))
+            .max(per(count, l.msgs_burst, l.msgs_per_sec))
+            .max(per(bytes, l.bytes_burst, l.bytes_per_sec))
             .clamp(MIN_RETRY.as_millis() as u64, MAX_RETRY.as_millis() as u64)
     }
 
@@ -382,8 +383,11 @@ mod tests {
     fn the_asked_wait_covers_everything_refused() {
         let q = Quotas::new(limits(200, 1000, 0));
         assert_eq!(q.rate_retry_ms(1, 10, 5), 250);
-        assert_eq!(q.rate_retry_ms(1000, 10, 300), 5000);
-        assert_eq!(q.rate_retry_ms(1_000_000, 10, 300), 60_000);
+        assert_eq!(q.rate_retry_ms(800, 10, 300), 4000);
+        // Never longer than the bucket takes to fill up.
+        assert_eq!(q.rate_retry_ms(1_000_000, 10, 300), 5000);
+        let slow = Quotas::new(limits(1, 1000, 0));
+        assert_eq!(slow.rate_retry_ms(1_000_000, 10, 300), 60_000);
     }
 
     #[test]
