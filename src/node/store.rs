@@ -1113,6 +1113,86 @@ mod tests {
         assert_eq!(version, MIGRATIONS.len() as i64);
     }
 
+    fn inbound(id: &str, peer: &str, text: &str, direction: &'static str) -> WriteOp {
+        let row = MessageRow {
+            message_id: id.into(),
+            direction,
+            peer_id: Some(peer.into()),
+            sender: None,
+            role: "user".into(),
+            task_id: None,
+            context_id: None,
+            server_seq: None,
+            ts: "2026-01-01T00:00:00Z".into(),
+            received_at: 1.0,
+            consumed: false,
+            frame: Value::Null,
+            local_seq: 0,
+        };
+        WriteOp::InsertMessage(Box::new(row), Some(Arc::from(text)))
+    }
+
+    /// What `--peer-max-store-mb` counts: the bytes of inbound frames per peer, kept in step
+    /// with inserts (a repeat ignored by the unique index adds nothing) and prunes, persisted
+    /// across a restart, and seeded from the messages when an older store is migrated.
+    #[tokio::test]
+    async fn inbound_bytes_per_peer_follow_inserts_prunes_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        let a1 = r#"{"parts":"héllo €"}"#;
+        let a2 = r#"{"parts":"x"}"#;
+        {
+            let store = Store::open(&path).unwrap();
+            store.write(inbound("m1", "peer_a", a1, "inbound"));
+            store.write(inbound("m2", "peer_a", a2, "inbound"));
+            store.write(inbound("m2", "peer_a", a2, "inbound"));
+            store.write(inbound("m3", "peer_b", a2, "inbound"));
+            store.write(inbound("o1", "peer_a", a1, "outbound"));
+            store.flush().await.unwrap();
+            let s = store.stored_bytes();
+            assert_eq!(s.get("peer_a"), (a1.len() + a2.len()) as u64);
+            assert_eq!(s.get("peer_b"), a2.len() as u64);
+            store.close().await;
+        }
+        // An older store (before v6) gets the table filled from its messages.
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("DROP TABLE peer_stored; PRAGMA user_version = 5;")
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.stored_bytes().get("peer_a"),
+            (a1.len() + a2.len()) as u64
+        );
+        assert_eq!(store.stored_bytes().get("peer_b"), a2.len() as u64);
+        let step = PruneStep {
+            after: 0,
+            up_to: 2,
+            keep_outbound_above: i64::MAX,
+            open_tasks: "[]".into(),
+            trim_events: false,
+        };
+        // The checkpointer may hold the database for a moment (retention retries the same way).
+        let mut tries = 0;
+        let out = loop {
+            match store.prune(step.clone()).await {
+                Ok(out) => break out,
+                Err(e) if e.message.contains("locked") && tries < 100 => tries += 1,
+                Err(e) => panic!("{e:?}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(out.deleted, 2);
+        assert_eq!(store.stored_bytes().get("peer_a"), 0);
+        assert_eq!(store.stored_bytes().get("peer_b"), a2.len() as u64);
+        store.close().await;
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.stored_bytes().get("peer_a"), 0);
+        assert_eq!(store.stored_bytes().get("peer_b"), a2.len() as u64);
+    }
+
     /// A store made before retention (auto_vacuum NONE) is switched to incremental vacuum
     /// once, keeping its data; a new one starts with it.
     #[tokio::test]
