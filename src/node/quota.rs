@@ -191,11 +191,10 @@ impl Quotas {
     pub fn rate_retry_ms(&self, count: u64, bytes: u64, wait_ms: u64) -> u64 {
         let l = self.limits;
         let per = |n: u64, burst: u64, rate: u64| {
-            if rate == 0 {
-                0
-            } else {
-                n.min(burst).saturating_mul(1000) / rate
-            }
+            n.min(burst)
+                .saturating_mul(1000)
+                .checked_div(rate)
+                .unwrap_or(0)
         };
         wait_ms
             .max(per(count, l.msgs_burst, l.msgs_per_sec))
