@@ -472,6 +472,7 @@ fn sanitize(name: &str) -> String {
 mod tests {
     use super::*;
     use clap::Parser;
+    use proptest::prelude::*;
 
     #[derive(Parser)]
     struct Cli {
@@ -543,5 +544,47 @@ mod tests {
         assert!(err.contains("--peer-msgs-per-sec"), "{err}");
         let err = resolve(&["--peer-mb-per-sec", "lots"]).unwrap_err();
         assert!(err.contains("invalid value"), "{err}");
+    }
+
+    proptest! {
+        #![proptest_config(crate::test_support::config(64))]
+        /// Any values of the five limit flags (numbers or not) give limits that say what the
+        /// flags said, or an error naming a `--peer-` flag; never a panic.
+        #[test]
+        fn prop_any_limit_flags_are_limits_or_a_named_error(
+            values in proptest::collection::vec(
+                prop_oneof![
+                    any::<u64>().prop_map(|v| v.to_string()),
+                    (0u64..5000).prop_map(|v| v.to_string()),
+                    "[-a-z0-9. ]{0,8}",
+                ],
+                5,
+            )
+        ) {
+            let flags = [
+                "--peer-msgs-per-sec",
+                "--peer-msgs-burst",
+                "--peer-mb-per-sec",
+                "--peer-mb-burst",
+                "--peer-max-store-mb",
+            ];
+            let args: Vec<String> = flags
+                .iter()
+                .zip(&values)
+                .map(|(f, v)| format!("{f}={v}"))
+                .collect();
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            match resolve(&refs) {
+                Ok(cfg) => {
+                    let l = cfg.peer_limits;
+                    prop_assert_eq!(l.msgs_per_sec.to_string(), values[0].trim());
+                    prop_assert_eq!(l.msgs_burst.to_string(), values[1].trim());
+                    prop_assert_eq!(l.bytes_per_sec, values[2].trim().parse::<u64>().unwrap() << 20);
+                    prop_assert!(l.msgs_per_sec == 0 || l.msgs_burst > 0);
+                    prop_assert!(l.bytes_per_sec == 0 || l.bytes_burst > 0);
+                }
+                Err(e) => prop_assert!(e.contains("--peer-"), "{}", e),
+            }
+        }
     }
 }

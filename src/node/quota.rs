@@ -129,17 +129,24 @@ impl Quotas {
             return Ok(());
         }
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let q = peers
-            .entry(peer_id.to_owned())
-            .or_insert_with(|| PeerQuota {
-                msgs: (l.msgs_per_sec > 0)
-                    .then(|| TokenBucket::new(l.msgs_per_sec, l.msgs_burst, now)),
-                bytes: (l.bytes_per_sec > 0)
-                    .then(|| TokenBucket::new(l.bytes_per_sec, l.bytes_burst, now)),
-                refused_rate: 0,
-                refused_quota: 0,
-                last_log: None,
-            });
+        // Looked up before inserting: the hot path allocates no key.
+        if !peers.contains_key(peer_id) {
+            peers.insert(
+                peer_id.to_owned(),
+                PeerQuota {
+                    msgs: (l.msgs_per_sec > 0)
+                        .then(|| TokenBucket::new(l.msgs_per_sec, l.msgs_burst, now)),
+                    bytes: (l.bytes_per_sec > 0)
+                        .then(|| TokenBucket::new(l.bytes_per_sec, l.bytes_burst, now)),
+                    refused_rate: 0,
+                    refused_quota: 0,
+                    last_log: None,
+                },
+            );
+        }
+        let Some(q) = peers.get_mut(peer_id) else {
+            return Ok(());
+        };
         let refusal = if l.max_store_bytes > 0 && stored.saturating_add(size) > l.max_store_bytes {
             q.refused_quota += 1;
             Refusal::QuotaExceeded
