@@ -437,12 +437,20 @@ fn peer_limits(args: &NodeArgs) -> Result<crate::node::quota::Limits, String> {
                 .into(),
         );
     }
+    let max_store_bytes = args.peer_max_store_mb.saturating_mul(MIB);
+    if max_store_bytes > 0 && max_store_bytes < args.max_msg_size as u64 {
+        return Err(format!(
+            "--peer-max-store-mb {} is below --max-msg-size ({} bytes): a message that large \
+             from a peer could never be stored; raise it (or 0 for no limit)",
+            args.peer_max_store_mb, args.max_msg_size
+        ));
+    }
     Ok(crate::node::quota::Limits {
         msgs_per_sec: args.peer_msgs_per_sec,
         msgs_burst: args.peer_msgs_burst,
         bytes_per_sec: args.peer_mb_per_sec.saturating_mul(MIB),
         bytes_burst: args.peer_mb_burst.saturating_mul(MIB),
-        max_store_bytes: args.peer_max_store_mb.saturating_mul(MIB),
+        max_store_bytes,
     })
 }
 
@@ -540,6 +548,8 @@ mod tests {
         assert!(err.contains("--peer-mb-burst"), "{err}");
         let err = resolve(&["--peer-max-store-mb", "99999999999999"]).unwrap_err();
         assert!(err.contains("too large"), "{err}");
+        let err = resolve(&["--peer-max-store-mb", "1", "--max-msg-size", "2000000"]).unwrap_err();
+        assert!(err.contains("below --max-msg-size"), "{err}");
         let err = resolve(&["--peer-msgs-per-sec=-5"]).unwrap_err();
         assert!(err.contains("--peer-msgs-per-sec"), "{err}");
         let err = resolve(&["--peer-mb-per-sec", "lots"]).unwrap_err();

@@ -349,11 +349,12 @@ impl Node {
                 }
                 // Per-peer limits: a new message only (a repeat costs no room and is
                 // confirmed as usual).
-                let stored = self.inner.store.stored_bytes().get(peer_id);
-                if let Err(refusal) =
-                    self.inner
-                        .quotas
-                        .admit(peer_id, size, stored, std::time::Instant::now())
+                let quotas = &self.inner.quotas;
+                let stored = match quotas.limits().max_store_bytes {
+                    0 => 0,
+                    _ => self.inner.store.stored_bytes().get(peer_id),
+                };
+                if let Err(refusal) = quotas.admit(peer_id, size, stored, std::time::Instant::now())
                 {
                     return FrameOutcome::Limited {
                         id: message_id,
