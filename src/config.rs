@@ -24,6 +24,24 @@ pub const DEFAULT_RETAIN_MESSAGES: u64 = 0;
 /// Default store size limit in MiB (database + WAL): 2 GB.
 pub const DEFAULT_MAX_STORE_MB: u64 = 2048;
 
+/// Default message frames per second one peer may send, sustained: far above what a busy
+/// agent sends (a few a second), far below what the node can store (thousands a second), so
+/// one peer cannot take all of its write capacity.
+pub const DEFAULT_PEER_MSGS_PER_SEC: u64 = 1000;
+/// Default burst of message frames: a sender keeps at most 10,000 unconfirmed messages per
+/// peer, so a reconnect that re-sends its whole backlog passes at once.
+pub const DEFAULT_PEER_MSGS_BURST: u64 = 10_000;
+/// Default MiB of message frames per second one peer may send, sustained.
+pub const DEFAULT_PEER_MB_PER_SEC: u64 = 16;
+/// Default burst in MiB: sixty-four 1 MiB frames (the largest `--max-msg-size` default), or
+/// a reconnect's backlog of 10,000 messages of a few KB.
+pub const DEFAULT_PEER_MB_BURST: u64 = 64;
+/// Default MiB of messages stored from one peer: a quarter of the default `--max-store-mb`,
+/// so one peer (a leaked link) cannot push everyone else's history out of the store.
+pub const DEFAULT_PEER_MAX_STORE_MB: u64 = 512;
+/// Largest value of the per-peer rate flags (a trillion; more is no limit at all).
+const MAX_PEER_LIMIT: u64 = 1_000_000_000_000;
+
 /// Flags shared by every command that runs a node.
 #[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
@@ -155,6 +173,29 @@ pub struct NodeArgs {
     /// messages past 90 % of it, and at the limit sends get 507 (0 = no limit).
     #[arg(long, env = "ACP_MAX_STORE_MB", default_value_t = DEFAULT_MAX_STORE_MB)]
     pub max_store_mb: u64,
+
+    /// Most message frames one peer may send per second, sustained; more are refused with
+    /// `rate_limited` and the sender sends them again later (0 = no limit).
+    #[arg(long, env = "ACP_PEER_MSGS_PER_SEC", default_value_t = DEFAULT_PEER_MSGS_PER_SEC)]
+    pub peer_msgs_per_sec: u64,
+
+    /// Message frames one peer may send at once above that rate (at least 1).
+    #[arg(long, env = "ACP_PEER_MSGS_BURST", default_value_t = DEFAULT_PEER_MSGS_BURST)]
+    pub peer_msgs_burst: u64,
+
+    /// Most MiB of message frames one peer may send per second, sustained (0 = no limit).
+    #[arg(long, env = "ACP_PEER_MB_PER_SEC", default_value_t = DEFAULT_PEER_MB_PER_SEC)]
+    pub peer_mb_per_sec: u64,
+
+    /// MiB one peer may send at once above that rate (at least 1).
+    #[arg(long, env = "ACP_PEER_MB_BURST", default_value_t = DEFAULT_PEER_MB_BURST)]
+    pub peer_mb_burst: u64,
+
+    /// Most MiB of messages the store keeps from one peer; past it new messages from that
+    /// peer are refused with `quota_exceeded` until retention removes older ones (0 = no
+    /// limit).
+    #[arg(long, env = "ACP_PEER_MAX_STORE_MB", default_value_t = DEFAULT_PEER_MAX_STORE_MB)]
+    pub peer_max_store_mb: u64,
 }
 
 /// Resolved configuration of one node.
@@ -196,6 +237,8 @@ pub struct Config {
     pub offline_queue_limit: usize,
     /// What retention keeps (changeable on a running node through `PATCH /retention`).
     pub retention: crate::node::retention::Policy,
+    /// What one peer may send in: rates and stored bytes.
+    pub peer_limits: crate::node::quota::Limits,
     /// Extra Host names accepted by the HTTP port.
     pub allowed_hosts: Vec<String>,
     /// Web origins allowed to call the HTTP API, parsed (and so normalized) once here.
@@ -219,6 +262,7 @@ pub struct Config {
 impl NodeArgs {
     /// Applies defaults and derived values.
     pub fn resolve(self) -> Result<Config, String> {
+        let peer_limits = peer_limits(&self)?;
         if self.name.trim().is_empty() || self.name.len() > 128 {
             return Err("--name must be 1 to 128 characters".into());
         }
@@ -298,6 +342,7 @@ impl NodeArgs {
                 retain_messages: self.retain_messages,
                 max_store_mb: self.max_store_mb,
             },
+            peer_limits,
             allowed_hosts: self
                 .allowed_hosts
                 .into_iter()
@@ -343,6 +388,7 @@ impl Config {
             data_dir,
             offline_queue_limit: DEFAULT_OFFLINE_QUEUE_LIMIT,
             retention: crate::node::retention::Policy::default(),
+            peer_limits: crate::node::quota::Limits::default(),
             allowed_hosts: Vec::new(),
             cors_origins: Vec::new(),
             api_token: None,
@@ -353,6 +399,55 @@ impl Config {
             quic_port: 0,
         }
     }
+}
+
+/// The per-peer limits of the flags, checked: a rate needs a burst of at least 1, and no
+/// value may pass [`MAX_PEER_LIMIT`] (a typo of many digits is refused, not taken as a
+/// limit that never applies).
+fn peer_limits(args: &NodeArgs) -> Result<crate::node::quota::Limits, String> {
+    use crate::node::quota::MIB;
+    for (flag, value) in [
+        ("--peer-msgs-per-sec", args.peer_msgs_per_sec),
+        ("--peer-msgs-burst", args.peer_msgs_burst),
+        ("--peer-mb-per-sec", args.peer_mb_per_sec),
+        ("--peer-mb-burst", args.peer_mb_burst),
+        ("--peer-max-store-mb", args.peer_max_store_mb),
+    ] {
+        if value > MAX_PEER_LIMIT {
+            return Err(format!(
+                "{flag} {value} is too large: at most {MAX_PEER_LIMIT} (0 = no limit)"
+            ));
+        }
+    }
+    if args.peer_msgs_per_sec > 0 && args.peer_msgs_burst == 0 {
+        return Err(
+            "--peer-msgs-burst must be at least 1 while --peer-msgs-per-sec limits the rate \
+             (or set --peer-msgs-per-sec 0 for no limit)"
+                .into(),
+        );
+    }
+    if args.peer_mb_per_sec > 0 && args.peer_mb_burst == 0 {
+        return Err(
+            "--peer-mb-burst must be at least 1 while --peer-mb-per-sec limits the rate \
+             (or set --peer-mb-per-sec 0 for no limit)"
+                .into(),
+        );
+    }
+    let max_store_bytes = args.peer_max_store_mb.saturating_mul(MIB);
+    if max_store_bytes > 0 && max_store_bytes < args.max_msg_size as u64 {
+        return Err(format!(
+            "--peer-max-store-mb {} is below --max-msg-size ({} bytes): a message that large \
+             from a peer could never be stored; raise it (or 0 for no limit)",
+            args.peer_max_store_mb, args.max_msg_size
+        ));
+    }
+    Ok(crate::node::quota::Limits {
+        msgs_per_sec: args.peer_msgs_per_sec,
+        msgs_burst: args.peer_msgs_burst,
+        bytes_per_sec: args.peer_mb_per_sec.saturating_mul(MIB),
+        bytes_burst: args.peer_mb_burst.saturating_mul(MIB),
+        max_store_bytes,
+    })
 }
 
 /// Whether an HTTP bind address only accepts connections from this machine.
@@ -398,6 +493,7 @@ pub fn data_dir_name(name: &str) -> String {
 mod tests {
     use super::*;
     use clap::Parser;
+    use proptest::prelude::*;
 
     #[derive(Parser)]
     struct Cli {
@@ -445,5 +541,73 @@ mod tests {
         let shown: Vec<String> = cfg.cors_origins.iter().map(|o| o.to_string()).collect();
         assert_eq!(shown, ["https://app.example", "http://localhost:5173"]);
         assert!(resolve(&["--max-peers", "0"]).is_err());
+    }
+
+    #[test]
+    fn per_peer_limits_have_defaults_and_bad_values_are_refused() {
+        let cfg = resolve(&[]).unwrap();
+        assert_eq!(cfg.peer_limits, crate::node::quota::Limits::default());
+        assert_eq!(cfg.peer_limits.msgs_per_sec, DEFAULT_PEER_MSGS_PER_SEC);
+        let cfg = resolve(&["--peer-mb-per-sec", "2", "--peer-max-store-mb", "0"]).unwrap();
+        assert_eq!(cfg.peer_limits.bytes_per_sec, 2 << 20);
+        assert_eq!(cfg.peer_limits.max_store_bytes, 0);
+        let err = resolve(&["--peer-msgs-burst", "0"]).unwrap_err();
+        assert!(
+            err.contains("--peer-msgs-burst must be at least 1"),
+            "{err}"
+        );
+        assert!(resolve(&["--peer-msgs-burst", "0", "--peer-msgs-per-sec", "0"]).is_ok());
+        let err = resolve(&["--peer-mb-burst", "0"]).unwrap_err();
+        assert!(err.contains("--peer-mb-burst"), "{err}");
+        let err = resolve(&["--peer-max-store-mb", "99999999999999"]).unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+        let err = resolve(&["--peer-max-store-mb", "1", "--max-msg-size", "2000000"]).unwrap_err();
+        assert!(err.contains("below --max-msg-size"), "{err}");
+        let err = resolve(&["--peer-msgs-per-sec=-5"]).unwrap_err();
+        assert!(err.contains("--peer-msgs-per-sec"), "{err}");
+        let err = resolve(&["--peer-mb-per-sec", "lots"]).unwrap_err();
+        assert!(err.contains("invalid value"), "{err}");
+    }
+
+    proptest! {
+        #![proptest_config(crate::test_support::config(64))]
+        /// Any values of the five limit flags (numbers or not) give limits that say what the
+        /// flags said, or an error naming a `--peer-` flag; never a panic.
+        #[test]
+        fn prop_any_limit_flags_are_limits_or_a_named_error(
+            values in proptest::collection::vec(
+                prop_oneof![
+                    any::<u64>().prop_map(|v| v.to_string()),
+                    (0u64..5000).prop_map(|v| v.to_string()),
+                    "[-a-z0-9. ]{0,8}",
+                ],
+                5,
+            )
+        ) {
+            let flags = [
+                "--peer-msgs-per-sec",
+                "--peer-msgs-burst",
+                "--peer-mb-per-sec",
+                "--peer-mb-burst",
+                "--peer-max-store-mb",
+            ];
+            let args: Vec<String> = flags
+                .iter()
+                .zip(&values)
+                .map(|(f, v)| format!("{f}={v}"))
+                .collect();
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            match resolve(&refs) {
+                Ok(cfg) => {
+                    let l = cfg.peer_limits;
+                    prop_assert_eq!(l.msgs_per_sec.to_string(), values[0].trim());
+                    prop_assert_eq!(l.msgs_burst.to_string(), values[1].trim());
+                    prop_assert_eq!(l.bytes_per_sec, values[2].trim().parse::<u64>().unwrap() << 20);
+                    prop_assert!(l.msgs_per_sec == 0 || l.msgs_burst > 0);
+                    prop_assert!(l.bytes_per_sec == 0 || l.bytes_burst > 0);
+                }
+                Err(e) => prop_assert!(e.contains("--peer-"), "{}", e),
+            }
+        }
     }
 }

@@ -219,6 +219,14 @@ pub async fn spawn_node(
         "127.0.0.1",
         "--advertise-host",
         "127.0.0.1",
+        // The bench measures the node, not the per-peer limits: one pair carries thousands
+        // of messages a second, far above what the defaults let one peer send.
+        "--peer-msgs-per-sec",
+        "0",
+        "--peer-mb-per-sec",
+        "0",
+        "--peer-max-store-mb",
+        "0",
     ])
     .arg("--data-dir")
     .arg(data_dir);

@@ -1,6 +1,7 @@
-//! Messages a peer could not store yet. A peer whose store is full (or, later, that limits
-//! what a peer may send) answers message frames it did not keep with an `error` frame naming
-//! them (`storage_full`, `retry_after_ms`) instead of an `acp.ack`. They stay unconfirmed
+//! Messages a peer could not store yet. A peer whose store is full, or that limits what one
+//! peer may send (see `quota`), answers message frames it did not keep with an `error` frame
+//! naming them (`storage_full`, `rate_limited`, `quota_exceeded`; `retry_after_ms`) instead
+//! of an `acp.ack`. They stay unconfirmed
 //! here, so nothing is lost if either side restarts; this module sends them again on the same
 //! connection after the wait the peer asked for, until the peer confirms them. One resend is
 //! scheduled per peer at a time however many hold frames arrive, and each resend reads the

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use super::Node;
 use super::ids::{make_message_id, now_iso, now_unix};
 use super::message::{MAX_ID_LEN, validate_parts};
+use super::quota::Refusal;
 use super::store::{MessageRow, WriteOp};
 use super::task::TaskState;
 use crate::wire::frame::{self, Inbound};
@@ -29,6 +30,17 @@ pub enum FrameOutcome {
     /// confirmed. The peer is told to hold it (`storage_full` error frame naming it) and send
     /// it again later.
     Held(String),
+    /// A new message frame over the peer's limits (rate or stored bytes, see
+    /// [`super::quota`]): not kept, not confirmed; the peer is told to send it again later,
+    /// the same way as for [`FrameOutcome::Held`].
+    Limited {
+        /// The message's id.
+        id: String,
+        /// Which limit.
+        refusal: Refusal,
+        /// The frame's size.
+        size: u64,
+    },
 }
 
 impl Node {
@@ -43,6 +55,8 @@ impl Node {
 
     /// Handles one text frame from `peer_id`.
     pub fn on_frame(&self, peer_id: &str, text: &str) -> FrameOutcome {
+        // What the per-peer byte rate charges a message frame: its size as received.
+        let size = text.len() as u64;
         let parsed = match frame::parse(text, self.inner.config.max_msg_size) {
             Ok(f) => f,
             Err(e) => return self.reject(peer_id, &e.to_string()),
@@ -92,7 +106,7 @@ impl Node {
             }
             // Answers to a challenge are read during the handshake; a late one means nothing.
             Inbound::ChallengeResponse(_) => FrameOutcome::Continue,
-            Inbound::Message(map) => self.on_message(peer_id, map, raw),
+            Inbound::Message(map) => self.on_message(peer_id, map, raw, size),
             Inbound::Ack(ids) => {
                 self.on_ack(peer_id, &ids);
                 FrameOutcome::Continue
@@ -119,7 +133,7 @@ impl Node {
                     }
                     // A reply nobody waits for is kept as a message so it is not lost.
                     None if map.get("parts").is_some_and(Value::is_array) => {
-                        self.on_message(peer_id, map, None)
+                        self.on_message(peer_id, map, None, size)
                     }
                     None => FrameOutcome::Continue,
                 }
@@ -188,7 +202,7 @@ impl Node {
             }
             // The reference keeps any other frame as a "legacy" inbox entry; so do we, with
             // the whole frame as a data part (instead of the reference's Python repr).
-            Inbound::Other(map) => self.on_legacy(peer_id, map),
+            Inbound::Other(map) => self.on_legacy(peer_id, map, size),
         }
     }
 
@@ -231,7 +245,7 @@ impl Node {
         self.persist_peer(peer_id);
     }
 
-    fn on_legacy(&self, peer_id: &str, mut map: Map<String, Value>) -> FrameOutcome {
+    fn on_legacy(&self, peer_id: &str, mut map: Map<String, Value>, size: u64) -> FrameOutcome {
         if let Some(why) = self.check_signature(&mut map) {
             return self.reject(peer_id, &why);
         }
@@ -260,7 +274,7 @@ impl Node {
         entry.insert("role".into(), json!("agent"));
         entry.insert("parts".into(), json!([{"type": "data", "content": whole}]));
         entry.insert("legacy".into(), Value::Bool(true));
-        self.on_message_checked(peer_id, entry, None)
+        self.on_message_checked(peer_id, entry, None, size)
     }
 
     /// `raw` is the frame's text as received: stored as is while the map is unchanged, which
@@ -270,13 +284,14 @@ impl Node {
         peer_id: &str,
         mut map: Map<String, Value>,
         raw: Option<&str>,
+        size: u64,
     ) -> FrameOutcome {
         let fields = map.len();
         if let Some(why) = self.check_signature(&mut map) {
             return self.reject(peer_id, &why);
         }
         let raw = raw.filter(|_| map.len() == fields);
-        self.on_message_checked(peer_id, map, raw)
+        self.on_message_checked(peer_id, map, raw, size)
     }
 
     fn on_message_checked(
@@ -284,6 +299,7 @@ impl Node {
         peer_id: &str,
         mut map: Map<String, Value>,
         mut raw: Option<&str>,
+        size: u64,
     ) -> FrameOutcome {
         for key in ["message_id", "id", "task_id", "context_id"] {
             if map
@@ -317,7 +333,7 @@ impl Node {
                 }
                 list.clone()
             }
-            _ => return self.on_legacy(peer_id, map),
+            _ => return self.on_legacy(peer_id, map, size),
         };
         let fresh = {
             let mut seen = self
@@ -327,8 +343,25 @@ impl Node {
                 .unwrap_or_else(|p| p.into_inner());
             // A full store takes no new messages: the peer keeps them unconfirmed. A repeat
             // of one already taken is confirmed as usual (once its commit is done).
-            if seen.get(&message_id).is_none() && self.inner.store.capacity().is_full() {
-                return FrameOutcome::Held(message_id);
+            if seen.get(&message_id).is_none() {
+                if self.inner.store.capacity().is_full() {
+                    return FrameOutcome::Held(message_id);
+                }
+                // Per-peer limits: a new message only (a repeat costs no room and is
+                // confirmed as usual).
+                let quotas = &self.inner.quotas;
+                let stored = match quotas.limits().max_store_bytes {
+                    0 => 0,
+                    _ => self.inner.store.stored_bytes().get(peer_id),
+                };
+                if let Err(refusal) = quotas.admit(peer_id, size, stored, std::time::Instant::now())
+                {
+                    return FrameOutcome::Limited {
+                        id: message_id,
+                        refusal,
+                        size,
+                    };
+                }
             }
             seen.insert(&message_id, 0)
         };

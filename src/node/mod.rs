@@ -8,6 +8,7 @@
 //! (frames from peers), `tasks` (task operations), `history` (reading messages back),
 //! `identity` (this node's key and dids, peers' verified keys and their pins, delegation).
 
+pub mod bucket;
 pub mod capacity;
 pub mod card;
 mod deliver;
@@ -21,6 +22,7 @@ mod inbound;
 pub mod message;
 pub mod peers;
 pub mod queue;
+pub mod quota;
 pub mod retention;
 pub mod search;
 mod search_plan;
@@ -115,6 +117,8 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     /// What the store keeps, and what pruning removed.
     pub(crate) retention: retention::Retention,
+    /// What each peer may send in (rates, stored bytes), and what was refused.
+    pub(crate) quotas: quota::Quotas,
     pub(crate) events: EventLog,
     pub(crate) card: RwLock<Card>,
     pub(crate) peers: Mutex<PeerTable>,
@@ -250,6 +254,7 @@ impl Node {
             started_iso: ids::now_iso(),
             events: EventLog::new(store.clone(), restored.last_event_seq),
             retention: retention::Retention::new(config.retention),
+            quotas: quota::Quotas::new(config.peer_limits),
             store,
             card: RwLock::new(card),
             peers: Mutex::new(table),
@@ -521,13 +526,37 @@ impl Node {
             "offline_queue_limit": self.inner.config.offline_queue_limit,
             "store": self.inner.store.capacity().to_json(),
             "retention": self.retention(),
+            "peer_limits": self.inner.quotas.to_json(),
         })
+    }
+
+    /// Per-peer limits: what each peer may send in, and what was refused.
+    pub fn quotas(&self) -> &quota::Quotas {
+        &self.inner.quotas
+    }
+
+    /// A `/peers` entry: the peer's fields plus what its limits refused and what it stores.
+    fn peer_json(&self, p: &Peer) -> Value {
+        let mut v = p.to_json();
+        let (rate, quota) = self.inner.quotas.refused(&p.record.id);
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "limits".into(),
+                json!({
+                    "refused_rate": rate,
+                    "refused_quota": quota,
+                    "stored_bytes": self.inner.store.stored_bytes().get(&p.record.id),
+                    "max_store_bytes": self.inner.quotas.limits().max_store_bytes,
+                }),
+            );
+        }
+        v
     }
 
     /// `/peers`.
     pub fn peers(&self) -> Value {
         let peers = self.lock_peers();
-        let list: Vec<Value> = peers.active().map(Peer::to_json).collect();
+        let list: Vec<Value> = peers.active().map(|p| self.peer_json(p)).collect();
         let active = peers.active().filter(|p| p.connected).count();
         json!({"peers": list, "count": list.len(), "active": active})
     }
@@ -538,7 +567,7 @@ impl Node {
         peers
             .resolve(key)
             .filter(|p| !p.record.removed)
-            .map(Peer::to_json)
+            .map(|p| self.peer_json(p))
             .ok_or_else(|| NodeError::not_found(format!("peer '{key}' not found")))
     }
 

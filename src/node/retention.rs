@@ -174,6 +174,8 @@ pub struct PruneOutcome {
     pub vacuumed: i64,
     /// Bytes the database's pages in use take.
     pub used_bytes: u64,
+    /// Bytes of inbound messages removed, per peer (what `--peer-max-store-mb` counts).
+    pub freed_by_peer: std::collections::HashMap<String, u64>,
 }
 
 /// Runs one step inside the writer's transaction.
@@ -193,16 +195,29 @@ pub(crate) fn prune_step(
                 AND NOT (direction = 'outbound' AND server_seq > ?3)
                 AND message_id NOT IN (SELECT message_id FROM offline_queue)
                 AND (task_id IS NULL OR task_id NOT IN (SELECT value FROM json_each(?4)))
-              RETURNING direction = 'inbound' AND consumed = 0",
+              RETURNING direction = 'inbound' AND consumed = 0,
+                        CASE WHEN direction = 'inbound' THEN peer_id END,
+                        length(CAST(frame AS BLOB))",
         )?;
-        let unread: Vec<bool> = stmt
+        let rows: Vec<(bool, Option<String>, i64)> = stmt
             .query_map(
                 rusqlite::params![step.after, end, step.keep_outbound_above, step.open_tasks],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?
             .collect::<rusqlite::Result<_>>()?;
-        out.deleted = unread.len() as u64;
-        out.deleted_unread = unread.iter().filter(|u| **u).count() as u64;
+        out.deleted = rows.len() as u64;
+        out.deleted_unread = rows.iter().filter(|u| u.0).count() as u64;
+        for (_, peer, bytes) in rows {
+            if let Some(peer) = peer {
+                *out.freed_by_peer.entry(peer).or_insert(0) += bytes.max(0) as u64;
+            }
+        }
+        let mut stmt = tx.prepare_cached(
+            "UPDATE peer_stored SET bytes = max(0, bytes - ?2) WHERE peer_id = ?1",
+        )?;
+        for (peer, bytes) in &out.freed_by_peer {
+            stmt.execute(rusqlite::params![peer, *bytes as i64])?;
+        }
         if out.deleted > 0 {
             tx.execute(
                 "INSERT INTO meta(key, value) VALUES ('retention_removed', ?1)

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use super::capacity::HOLD_RETRY_MS;
 use super::error::ErrorCode;
 use super::peers::{ConnectionType, Outbound};
+use super::quota::{self, QUOTA_RETRY_MS, Refusal};
 use super::{FrameOutcome, Node, PeerSlot};
 use crate::wire::frame;
 
@@ -146,7 +147,7 @@ pub async fn run<R: FrameReader, W: FrameWriter>(node: Node, conn: Established<R
     // Message frames read but not yet confirmed to the peer (see `confirm`), and those this
     // node could not store (its store is full), for which the peer is told to hold them.
     let mut to_confirm: Vec<String> = Vec::new();
-    let mut to_hold: Vec<String> = Vec::new();
+    let mut to_hold = Holds::default();
     // When the oldest of them was read: they are confirmed at most CONFIRM_DELAY later.
     let mut confirm_by: Option<tokio::time::Instant> = None;
     // Whether the path can still change (its sender is alive).
@@ -189,7 +190,10 @@ pub async fn run<R: FrameReader, W: FrameWriter>(node: Node, conn: Established<R
                     Incoming::Text(text) => {
                         match node.on_frame(&peer_id, text.as_ref()) {
                             FrameOutcome::Message(id) => to_confirm.push(id),
-                            FrameOutcome::Held(id) => to_hold.push(id),
+                            FrameOutcome::Held(id) => to_hold.full.push(id),
+                            FrameOutcome::Limited { id, refusal, size } => {
+                                to_hold.limited(id, refusal, size)
+                            }
                             _ => {}
                         }
                         if !to_confirm.is_empty() || !to_hold.is_empty() {
@@ -256,6 +260,40 @@ pub async fn run<R: FrameReader, W: FrameWriter>(node: Node, conn: Established<R
     tracing::info!(peer = %peer_id, "peer disconnected");
 }
 
+/// Message frames this node did not take, by why; the peer is told to send them again.
+#[derive(Debug, Default)]
+struct Holds {
+    /// The store is full (`storage_full`).
+    full: Vec<String>,
+    /// Over the peer's rates (`rate_limited`), their bytes, and the longest wait asked.
+    rate: Vec<String>,
+    rate_bytes: u64,
+    rate_wait_ms: u64,
+    /// Over the peer's stored bytes (`quota_exceeded`).
+    quota: Vec<String>,
+}
+
+impl Holds {
+    fn limited(&mut self, id: String, refusal: Refusal, size: u64) {
+        match refusal {
+            Refusal::RateLimited(ms) => {
+                self.rate.push(id);
+                self.rate_bytes += size;
+                self.rate_wait_ms = self.rate_wait_ms.max(ms);
+            }
+            Refusal::QuotaExceeded => self.quota.push(id),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.full.len() + self.rate.len() + self.quota.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Tells a peer that confirms delivery that the message frames in `ids` are committed to the
 /// store: waits for the store to commit everything written so far, then sends one `acp.ack`.
 /// Until then the peer keeps them and re-sends them after a reconnect, so a crash of this
@@ -267,12 +305,15 @@ pub async fn run<R: FrameReader, W: FrameWriter>(node: Node, conn: Established<R
 /// it keeps them unconfirmed and sends them again in [`HOLD_RETRY_MS`]; what this node had
 /// taken stays with its writer and is committed once space returns, so the repeat is then
 /// confirmed. A peer that does not confirm delivery gets the same frame (it logs it).
+///
+/// Frames over the peer's limits get the same kind of frame with the code `rate_limited`
+/// (and a wait long enough for the buckets to take them all) or `quota_exceeded`.
 async fn confirm<W: FrameWriter>(
     node: &Node,
     peer_id: &str,
     writer: &mut W,
     ids: &mut Vec<String>,
-    held: &mut Vec<String>,
+    held: &mut Holds,
 ) -> Result<(), String> {
     if !node.peer_confirms_delivery(peer_id) {
         ids.clear();
@@ -283,19 +324,34 @@ async fn confirm<W: FrameWriter>(
                 ids.clear();
                 writer.feed(frame.to_string()).await?;
             }
-            Err(e) if e.code == ErrorCode::StorageFull => held.append(ids),
+            Err(e) if e.code == ErrorCode::StorageFull => held.full.append(ids),
             Err(_) => {
                 // Not committed: say nothing, the peer re-sends after the next reconnect.
                 ids.clear();
             }
         }
     }
-    if !held.is_empty() {
+    if !held.full.is_empty() {
         let message = node.store().capacity().error().message;
-        let frame = frame::hold("storage_full", held, HOLD_RETRY_MS, &message);
-        held.clear();
+        let frame = frame::hold("storage_full", &held.full, HOLD_RETRY_MS, &message);
         writer.feed(frame.to_string()).await?;
     }
+    let quotas = node.quotas();
+    if !held.rate.is_empty() {
+        let ms = quotas.rate_retry_ms(held.rate.len() as u64, held.rate_bytes, held.rate_wait_ms);
+        let refusal = Refusal::RateLimited(ms);
+        let message = quota::refusal_message(refusal, &quotas.limits(), 0);
+        let frame = frame::hold(refusal.code(), &held.rate, ms, &message);
+        writer.feed(frame.to_string()).await?;
+    }
+    if !held.quota.is_empty() {
+        let stored = node.store().stored_bytes().get(peer_id);
+        let refusal = Refusal::QuotaExceeded;
+        let message = quota::refusal_message(refusal, &quotas.limits(), stored);
+        let frame = frame::hold(refusal.code(), &held.quota, QUOTA_RETRY_MS, &message);
+        writer.feed(frame.to_string()).await?;
+    }
+    *held = Holds::default();
     writer.flush().await
 }
 

@@ -9,6 +9,7 @@
 //! a process crash loses at most the batch being built (a few milliseconds of inbound frames).
 //! A clean shutdown drains the queue and checkpoints.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::capacity::Capacity;
 use super::error::{NodeError, NodeResult};
+use super::quota::StoredBytes;
 use super::retention::{PruneOutcome, PruneStep, prune_step};
 
 /// One schema change: SQL as written, or built by the module that owns the schema part.
@@ -93,6 +95,14 @@ const MIGRATIONS: &[Migration] = &[
     // v5: full-text search over message text (`GET /messages?q=`, `acp_search`): an FTS5
     // index kept in step by triggers; indexes the messages already stored, once.
     Migration::Built(super::search::migration),
+    // v6: bytes of inbound messages stored per peer (`--peer-max-store-mb`), kept by the
+    // writer in the same transactions that insert and prune messages, so a restart reads
+    // them here instead of summing every message.
+    Migration::Sql("CREATE TABLE peer_stored(peer_id TEXT PRIMARY KEY, bytes INTEGER NOT NULL)
+        WITHOUT ROWID;
+     INSERT INTO peer_stored(peer_id, bytes)
+        SELECT peer_id, SUM(length(CAST(frame AS BLOB))) FROM messages
+         WHERE direction = 'inbound' AND peer_id IS NOT NULL GROUP BY peer_id;"),
 ];
 
 /// How many events the log keeps for replay; older ones are pruned by the writer.
@@ -180,6 +190,8 @@ pub struct Store {
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
     capacity: Arc<Capacity>,
+    /// Bytes of inbound messages stored per peer, kept by the writer.
+    stored: Arc<StoredBytes>,
     /// Dropped with the last handle, which stops the checkpointer thread.
     _checkpointer: Arc<std::sync::mpsc::Sender<()>>,
 }
@@ -593,11 +605,14 @@ impl Store {
             .map(|_| open_connection(path))
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let capacity = Arc::new(Capacity::new(path.parent().unwrap_or(Path::new("."))));
+        let stored = Arc::new(StoredBytes::default());
+        stored.load(read_peer_stored(&writer_conn)?);
         let (tx, rx) = mpsc::unbounded_channel();
         let writer_capacity = capacity.clone();
+        let writer_stored = stored.clone();
         std::thread::Builder::new()
             .name("acp-store-writer".into())
-            .spawn(move || writer_loop(writer_conn, rx, writer_capacity))
+            .spawn(move || writer_loop(writer_conn, rx, writer_capacity, writer_stored))
             .map_err(|e| NodeError::internal(format!("cannot start store writer: {e}")))?;
         let (stop_tx, stop_rx) = std::sync::mpsc::channel();
         let checkpoint_path = path.to_owned();
@@ -611,6 +626,7 @@ impl Store {
             readers: Arc::new(Mutex::new(readers)),
             path: path.to_owned(),
             capacity,
+            stored,
             _checkpointer: Arc::new(stop_tx),
         })
     }
@@ -623,6 +639,12 @@ impl Store {
     /// Whether the store takes new writes (disk full, `--max-store-mb`).
     pub fn capacity(&self) -> &Arc<Capacity> {
         &self.capacity
+    }
+
+    /// Bytes of inbound messages stored per peer (what `--peer-max-store-mb` bounds), as
+    /// committed.
+    pub fn stored_bytes(&self) -> &Arc<StoredBytes> {
+        &self.stored
     }
 
     /// Queues a write without waiting for it to commit.
@@ -760,6 +782,7 @@ fn writer_loop(
     mut conn: Connection,
     mut rx: mpsc::UnboundedReceiver<Command>,
     capacity: Arc<Capacity>,
+    stored: Arc<StoredBytes>,
 ) {
     const MAX_BATCH: usize = 4096;
     let mut events_since_prune: u64 = 0;
@@ -786,10 +809,12 @@ fn writer_loop(
                 value: super::ids::now_iso(),
             });
         }
-        let outcome = commit_batch(&mut conn, &held, &ops, &mut events_since_prune);
+        let mut added = HashMap::new();
+        let outcome = commit_batch(&mut conn, &held, &ops, &mut events_since_prune, &mut added);
         match &outcome {
             Ok(()) => {
                 held.clear();
+                stored.apply(&added, &HashMap::new());
                 // Only a probe ends the full state: it is sent once the filesystem shows room,
                 // while a commit that fitted into the WAL's old space proves nothing.
                 if probe {
@@ -813,13 +838,17 @@ fn writer_loop(
             let _ = done.send(outcome.clone());
         }
         for (step, done) in prunes {
-            let _ = done.send(run_prune(&mut conn, &step));
+            let _ = done.send(run_prune(&mut conn, &step, &stored));
         }
     }
 }
 
 /// A retention step in its own transaction.
-fn run_prune(conn: &mut Connection, step: &PruneStep) -> Result<PruneOutcome, CommitError> {
+fn run_prune(
+    conn: &mut Connection,
+    step: &PruneStep,
+    stored: &StoredBytes,
+) -> Result<PruneOutcome, CommitError> {
     let fail = |e: rusqlite::Error| {
         if is_disk_full(&e) {
             CommitError::Full
@@ -830,17 +859,20 @@ fn run_prune(conn: &mut Connection, step: &PruneStep) -> Result<PruneOutcome, Co
     let tx = conn.transaction().map_err(fail)?;
     let out = prune_step(&tx, step).map_err(fail)?;
     tx.commit().map_err(fail)?;
+    stored.apply(&HashMap::new(), &out.freed_by_peer);
     Ok(out)
 }
 
 /// One transaction: the held writes, then `ops`. A write that fails for another reason than
 /// a full disk is logged and skipped (the rest commits), as before; a full disk fails the
-/// whole transaction, whose writes the caller keeps.
+/// whole transaction, whose writes the caller keeps. `added` gets the bytes of the inbound
+/// messages the transaction inserted, per peer (applied by the caller once it committed).
 fn commit_batch(
     conn: &mut Connection,
     held: &[WriteOp],
     ops: &[WriteOp],
     events_since_prune: &mut u64,
+    added: &mut HashMap<String, u64>,
 ) -> Result<(), CommitError> {
     // A transaction that cannot even begin (disk gone, database locked for >5 s) is retried
     // a few times before the batch is given up and its waiters told.
@@ -867,10 +899,17 @@ fn commit_batch(
             *events_since_prune += 1;
         }
         match apply(&tx, op) {
-            Ok(()) => {}
+            Ok(None) => {}
+            Ok(Some((peer, bytes))) => *added.entry(peer.to_owned()).or_insert(0) += bytes,
             Err(e) if is_disk_full(&e) => return Err(CommitError::Full),
             Err(e) => tracing::error!("store write failed: {e}"),
         }
+    }
+    if let Err(e) = add_peer_stored(&tx, added) {
+        if is_disk_full(&e) {
+            return Err(CommitError::Full);
+        }
+        tracing::warn!("store: counting stored bytes per peer failed: {e}");
     }
     if *events_since_prune >= 10_000 && last_event_seq > EVENT_RETENTION {
         *events_since_prune = 0;
@@ -893,7 +932,39 @@ fn commit_batch(
     })
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()> {
+/// Adds the batch's inserted bytes to the `peer_stored` table.
+fn add_peer_stored(
+    tx: &rusqlite::Transaction<'_>,
+    added: &HashMap<String, u64>,
+) -> rusqlite::Result<()> {
+    if added.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO peer_stored(peer_id, bytes) VALUES (?1, ?2)
+         ON CONFLICT(peer_id) DO UPDATE SET bytes = bytes + excluded.bytes",
+    )?;
+    for (peer, bytes) in added {
+        stmt.execute(params![peer, *bytes as i64])?;
+    }
+    Ok(())
+}
+
+/// The `peer_stored` table: bytes of inbound messages stored per peer.
+fn read_peer_stored(conn: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut stmt = conn.prepare("SELECT peer_id, bytes FROM peer_stored")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+    })?;
+    rows.collect()
+}
+
+/// Applies one write. For an inbound message from a peer that was inserted (not a repeat
+/// ignored by the unique index), returns the peer and the bytes of the stored frame.
+fn apply<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    op: &'a WriteOp,
+) -> rusqlite::Result<Option<(&'a str, u64)>> {
     match op {
         WriteOp::InsertMessage(m, text) => {
             // The text the caller already has is bound as is, not copied on the writer thread.
@@ -906,7 +977,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()> {
                     task_id, context_id, server_seq, ts, received_at, consumed, frame)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
-            stmt.execute(params![
+            let inserted = stmt.execute(params![
                 m.message_id,
                 m.direction,
                 m.peer_id,
@@ -920,6 +991,12 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()> {
                 m.consumed,
                 frame.as_ref(),
             ])?;
+            if inserted > 0
+                && m.direction == "inbound"
+                && let Some(peer) = m.peer_id.as_deref()
+            {
+                return Ok(Some((peer, frame.len() as u64)));
+            }
         }
         WriteOp::MarkConsumed(ids) => {
             let mut stmt = tx.prepare_cached(
@@ -967,7 +1044,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()> {
         // Replaced by a meta write in `writer_loop`.
         WriteOp::Probe => {}
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Reads one metadata value.
@@ -1034,6 +1111,86 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
+    }
+
+    fn inbound(id: &str, peer: &str, text: &str, direction: &'static str) -> WriteOp {
+        let row = MessageRow {
+            message_id: id.into(),
+            direction,
+            peer_id: Some(peer.into()),
+            sender: None,
+            role: "user".into(),
+            task_id: None,
+            context_id: None,
+            server_seq: None,
+            ts: "2026-01-01T00:00:00Z".into(),
+            received_at: 1.0,
+            consumed: false,
+            frame: Value::Null,
+            local_seq: 0,
+        };
+        WriteOp::InsertMessage(Box::new(row), Some(Arc::from(text)))
+    }
+
+    /// What `--peer-max-store-mb` counts: the bytes of inbound frames per peer, kept in step
+    /// with inserts (a repeat ignored by the unique index adds nothing) and prunes, persisted
+    /// across a restart, and seeded from the messages when an older store is migrated.
+    #[tokio::test]
+    async fn inbound_bytes_per_peer_follow_inserts_prunes_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        let a1 = r#"{"parts":"héllo €"}"#;
+        let a2 = r#"{"parts":"x"}"#;
+        {
+            let store = Store::open(&path).unwrap();
+            store.write(inbound("m1", "peer_a", a1, "inbound"));
+            store.write(inbound("m2", "peer_a", a2, "inbound"));
+            store.write(inbound("m2", "peer_a", a2, "inbound"));
+            store.write(inbound("m3", "peer_b", a2, "inbound"));
+            store.write(inbound("o1", "peer_a", a1, "outbound"));
+            store.flush().await.unwrap();
+            let s = store.stored_bytes();
+            assert_eq!(s.get("peer_a"), (a1.len() + a2.len()) as u64);
+            assert_eq!(s.get("peer_b"), a2.len() as u64);
+            store.close().await;
+        }
+        // An older store (before v6) gets the table filled from its messages.
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("DROP TABLE peer_stored; PRAGMA user_version = 5;")
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.stored_bytes().get("peer_a"),
+            (a1.len() + a2.len()) as u64
+        );
+        assert_eq!(store.stored_bytes().get("peer_b"), a2.len() as u64);
+        let step = PruneStep {
+            after: 0,
+            up_to: 2,
+            keep_outbound_above: i64::MAX,
+            open_tasks: "[]".into(),
+            trim_events: false,
+        };
+        // The checkpointer may hold the database for a moment (retention retries the same way).
+        let mut tries = 0;
+        let out = loop {
+            match store.prune(step.clone()).await {
+                Ok(out) => break out,
+                Err(e) if e.message.contains("locked") && tries < 100 => tries += 1,
+                Err(e) => panic!("{e:?}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(out.deleted, 2);
+        assert_eq!(store.stored_bytes().get("peer_a"), 0);
+        assert_eq!(store.stored_bytes().get("peer_b"), a2.len() as u64);
+        store.close().await;
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.stored_bytes().get("peer_a"), 0);
+        assert_eq!(store.stored_bytes().get("peer_b"), a2.len() as u64);
     }
 
     /// A store made before retention (auto_vacuum NONE) is switched to incremental vacuum

@@ -150,8 +150,8 @@ pub fn ack(message_ids: &[String]) -> Value {
 }
 
 /// Tells a peer that these message frames were not stored (this node's store is full, code
-/// `storage_full`): the peer keeps them unconfirmed and sends them again after
-/// `retry_after_ms`. An `error` frame, so a peer that does not know the code (the Python
+/// `storage_full`; or the peer is over its limits here, `rate_limited` / `quota_exceeded`):
+/// the peer keeps them unconfirmed and sends them again after `retry_after_ms`. An `error` frame, so a peer that does not know the code (the Python
 /// reference) logs it as it logs any peer error.
 pub fn hold(code: &str, message_ids: &[String], retry_after_ms: u64, message: &str) -> Value {
     json!({
