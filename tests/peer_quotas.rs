@@ -1,7 +1,8 @@
 //! Per-peer limits with real nodes: a peer flooding a node is refused (`rate_limited`) and
 //! its messages still all arrive, once, because the sender keeps them and sends them again,
-//! while a second peer's messages are never refused and arrive promptly; a peer at its
-//! stored-bytes cap is refused (`quota_exceeded`) until retention makes room; a peer that does
+//! while a second peer's messages are never refused and arrive promptly; a peer past 90 % of
+//! its stored-bytes cap loses its own oldest messages (nobody else's), and one whose messages
+//! are all kept (an open task) is refused (`quota_exceeded`) until they may go; a peer that does
 //! not confirm delivery (the Python reference) gets the same error frame; bad flag values are
 //! refused at start with a clear message.
 
@@ -136,10 +137,90 @@ async fn a_flooding_peer_is_throttled_while_another_keeps_flowing() {
     assert_eq!(status["peer_limits"]["refused_quota"], 0);
 }
 
+/// The cap for the two stored-bytes tests: ten of their 20 kB messages.
+const CAP: u64 = 200_000;
+
+/// Sends `n` messages of 20 kB from `s` (ids `{prefix}00…`), one at a time, each stored or
+/// refused by `r` before the next (the cap is checked against what is committed).
+async fn send_one_by_one(s: &TestNode, r: &TestNode, prefix: &str, n: usize, extra: Value) {
+    let text = "y".repeat(20_000);
+    for i in 0..n {
+        let id = format!("{prefix}{i:02}");
+        let mut body = extra.clone();
+        body["message_id"] = json!(id);
+        s.send_text(&text, body).await;
+        let before = entry(r, "sender").await["limits"]["refused_quota"]
+            .as_u64()
+            .unwrap();
+        eventually(15, &format!("{id} stored or refused"), || async {
+            has(r, &id).await
+                || entry(r, "sender").await["limits"]["refused_quota"].as_u64() > Some(before)
+        })
+        .await;
+    }
+}
+
 #[tokio::test]
-async fn the_stored_bytes_cap_refuses_until_retention_makes_room() {
+async fn a_peer_past_its_cap_loses_its_own_oldest_messages_and_nobody_elses() {
     let lab = Lab::new();
-    const CAP: u64 = 200_000;
+    let r = receiver(
+        &lab,
+        Limits {
+            max_store_bytes: CAP,
+            ..no_limits()
+        },
+    )
+    .await;
+    let s = lab.start("sender").await;
+    let other = lab.start("other").await;
+    connect(&s, &r).await;
+    connect(&other, &r).await;
+    for i in 0..3 {
+        other
+            .send_text(&"o".repeat(20_000), json!({"message_id": format!("o{i}")}))
+            .await;
+    }
+    eventually(15, "the other peer's messages are stored", || async {
+        has(&r, "o2").await
+    })
+    .await;
+
+    // Half again as much as the cap: every message is taken (some perhaps after a refusal
+    // and the sender's retry), and retention keeps the sender near 90 % of its cap.
+    const N: usize = 15;
+    send_one_by_one(&s, &r, "q", N, json!({})).await;
+    eventually(120, "the sender has nothing unconfirmed", || async {
+        entry(&s, "receiver").await["unconfirmed"] == 0
+    })
+    .await;
+    eventually(30, "the sender is pruned back under its cap", || async {
+        entry(&r, "sender").await["limits"]["stored_bytes"].as_u64() <= Some(CAP / 10 * 9)
+    })
+    .await;
+    let (_, status) = r.get("/status").await;
+    assert_eq!(
+        status["messages_received"],
+        N + 3,
+        "each message taken once: {status}"
+    );
+    assert!(!has(&r, "q00").await, "the sender's oldest went");
+    assert!(has(&r, &format!("q{:02}", N - 1)).await, "its newest stays");
+    for i in 0..3 {
+        assert!(has(&r, &format!("o{i}")).await, "the other peer keeps o{i}");
+    }
+    let (rows, _) = inbound_rows(&r).await;
+    let stored = entry(&r, "sender").await["limits"]["stored_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        stored <= (rows as u64 - 3) * 21_000,
+        "stored bytes follow what retention removed: {stored} for {rows} rows"
+    );
+}
+
+#[tokio::test]
+async fn messages_of_an_open_task_are_kept_so_the_cap_refuses_until_the_task_ends() {
+    let lab = Lab::new();
     let r = receiver(
         &lab,
         Limits {
@@ -150,30 +231,21 @@ async fn the_stored_bytes_cap_refuses_until_retention_makes_room() {
     .await;
     let s = lab.start("sender").await;
     connect(&s, &r).await;
-    let text = "y".repeat(20_000);
-
-    // One at a time, each stored or refused before the next: the cap is checked against
-    // what is committed.
-    const N: usize = 15;
-    let mut refused_from = None;
-    for i in 0..N {
-        let id = format!("q{i:02}");
-        s.send_text(&text, json!({"message_id": id})).await;
-        let before = entry(&r, "sender").await["limits"]["refused_quota"]
-            .as_u64()
-            .unwrap();
-        eventually(15, &format!("{id} stored or refused"), || async {
-            has(&r, &id).await
-                || entry(&r, "sender").await["limits"]["refused_quota"].as_u64() > Some(before)
-                || refused_from.is_some()
-        })
+    let (status, task) = s
+        .post(
+            "/tasks",
+            json!({"role": "user", "text": "a long job", "delegate": true}),
+        )
         .await;
-        if refused_from.is_none() && !has(&r, &id).await {
-            refused_from = Some(i);
-        }
-    }
-    let first_refused = refused_from.expect("the cap refused some messages");
-    assert!(first_refused > 0, "the first messages fit under the cap");
+    assert_eq!(status, 201, "{task}");
+    let task_id = task["id"].as_str().expect("task id").to_owned();
+    eventually(15, "the receiver has the task", || async {
+        r.get(&format!("/tasks/{task_id}")).await.0 == 200
+    })
+    .await;
+
+    const N: usize = 15;
+    send_one_by_one(&s, &r, "t", N, json!({"task_id": task_id})).await;
     let e = entry(&r, "sender").await;
     let stored = e["limits"]["stored_bytes"].as_u64().unwrap();
     assert!(stored <= CAP + 200, "stored {stored} over the cap: {e}");
@@ -184,20 +256,23 @@ async fn the_stored_bytes_cap_refuses_until_retention_makes_room() {
     assert_eq!(e["limits"]["max_store_bytes"], CAP);
     assert!(e["limits"]["refused_quota"].as_u64() > Some(0), "{e}");
     assert_eq!(e["limits"]["refused_rate"], 0);
+    assert!(
+        has(&r, "t00").await,
+        "an open task's messages are not pruned"
+    );
     // The sender holds what was refused.
     let held = entry(&s, "receiver").await;
     assert!(held["unconfirmed"].as_u64() > Some(0), "{held}");
 
-    // Retention makes room; the sender's next try is taken.
+    // The task ends: its messages may go, and the sender's next tries are taken.
     let (status, resp) = r
-        .request(
-            reqwest::Method::PATCH,
-            "/retention",
-            Some(json!({"retain_messages": 2})),
+        .post(
+            &format!("/tasks/{task_id}/update"),
+            json!({"status": "completed"}),
         )
         .await;
     assert_eq!(status, 200, "{resp}");
-    eventually(60, "the sender has nothing unconfirmed", || async {
+    eventually(120, "the sender has nothing unconfirmed", || async {
         entry(&s, "receiver").await["unconfirmed"] == 0
     })
     .await;
@@ -207,16 +282,8 @@ async fn the_stored_bytes_cap_refuses_until_retention_makes_room() {
         "each message taken once: {status}"
     );
     assert!(
-        has(&r, &format!("q{:02}", N - 1)).await,
+        has(&r, &format!("t{:02}", N - 1)).await,
         "the last one is kept"
-    );
-    let stored = entry(&r, "sender").await["limits"]["stored_bytes"]
-        .as_u64()
-        .unwrap();
-    let (rows, _) = inbound_rows(&r).await;
-    assert!(
-        stored <= rows as u64 * 21_000,
-        "stored bytes follow what retention removed: {stored} for {rows} rows"
     );
 }
 

@@ -37,6 +37,8 @@ const SIZE_CHECK_EVERY: Duration = Duration::from_millis(250);
 const FRUITLESS_BACKOFF: Duration = Duration::from_secs(2);
 /// Times a step that found the database busy is tried again before the pass gives up.
 const BUSY_RETRIES: u32 = 100;
+/// Steps one peer's quota pass may take (each removes up to [`WINDOW`] messages).
+const MAX_PEER_STEPS: usize = 100_000;
 /// Pause between two steps of a pass: the writer's queue drains between them.
 const STEP_PAUSE: Duration = Duration::from_millis(2);
 
@@ -151,6 +153,10 @@ pub struct PruneStep {
     /// Also remove up to [`WINDOW`] of the oldest events of the replay log (each carries a
     /// copy of its message's parts), keeping the newest [`EVENTS_KEPT`]: under size pressure.
     pub trim_events: bool,
+    /// Instead of the rows `after..=up_to`: the oldest [`WINDOW`] inbound messages from this
+    /// peer (one past 90 % of `--peer-max-store-mb`), so a peer that sends a lot loses its
+    /// own oldest history and never pushes out anyone else's or stops being heard.
+    pub from_peer: Option<String>,
 }
 
 /// Events the replay log keeps however hard the size limit presses (SSE clients further
@@ -188,23 +194,46 @@ pub(crate) fn prune_step(
         examined_to: end.max(step.after),
         ..PruneOutcome::default()
     };
-    if end > step.after {
-        let mut stmt = tx.prepare_cached(
+    const RETURNING: &str = "RETURNING direction = 'inbound' AND consumed = 0,
+                        CASE WHEN direction = 'inbound' THEN peer_id END,
+                        length(CAST(frame AS BLOB))";
+    let row = |r: &rusqlite::Row| -> rusqlite::Result<(bool, Option<String>, i64)> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    };
+    let deleted: Option<Vec<(bool, Option<String>, i64)>> = if let Some(peer) = &step.from_peer {
+        // Inbound only: no offline queue or confirmation protects them, an open task does.
+        let mut stmt = tx.prepare_cached(&format!(
+            "DELETE FROM messages WHERE rowid_seq IN (
+                SELECT rowid_seq FROM messages
+                 WHERE peer_id = ?1 AND direction = 'inbound'
+                   AND (task_id IS NULL OR task_id NOT IN (SELECT value FROM json_each(?2)))
+                 ORDER BY received_at LIMIT ?3)
+              {RETURNING}"
+        ))?;
+        Some(
+            stmt.query_map(rusqlite::params![peer, step.open_tasks, WINDOW], row)?
+                .collect::<rusqlite::Result<_>>()?,
+        )
+    } else if end > step.after {
+        let mut stmt = tx.prepare_cached(&format!(
             "DELETE FROM messages
               WHERE rowid_seq > ?1 AND rowid_seq <= ?2
                 AND NOT (direction = 'outbound' AND server_seq > ?3)
                 AND message_id NOT IN (SELECT message_id FROM offline_queue)
                 AND (task_id IS NULL OR task_id NOT IN (SELECT value FROM json_each(?4)))
-              RETURNING direction = 'inbound' AND consumed = 0,
-                        CASE WHEN direction = 'inbound' THEN peer_id END,
-                        length(CAST(frame AS BLOB))",
-        )?;
-        let rows: Vec<(bool, Option<String>, i64)> = stmt
-            .query_map(
+              {RETURNING}"
+        ))?;
+        Some(
+            stmt.query_map(
                 rusqlite::params![step.after, end, step.keep_outbound_above, step.open_tasks],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                row,
             )?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<rusqlite::Result<_>>()?,
+        )
+    } else {
+        None
+    };
+    if let Some(rows) = deleted {
         out.deleted = rows.len() as u64;
         out.deleted_unread = rows.iter().filter(|u| u.0).count() as u64;
         for (_, peer, bytes) in rows {
@@ -295,6 +324,9 @@ impl Node {
             // queued or in open tasks, for now) is not repeated for FRUITLESS_BACKOFF:
             // scanning the whole store four times a second would cost the writer for nothing.
             let mut fruitless: Option<tokio::time::Instant> = None;
+            // The same for peers past their stored-bytes quota whose messages are all in
+            // open tasks.
+            let mut peer_fruitless: Option<tokio::time::Instant> = None;
             loop {
                 let target = node.inner.retention.policy().max_store_bytes() / 10 * 9;
                 let pressed = target > 0
@@ -312,11 +344,28 @@ impl Node {
                         Err(e) => tracing::debug!("retention pass stopped: {e}"),
                     }
                 }
+                let peer_target = node.inner.quotas.limits().max_store_bytes / 10 * 9;
+                if peer_target > 0
+                    && peer_fruitless.is_none_or(|t| t.elapsed() >= FRUITLESS_BACKOFF)
+                    && !node
+                        .inner
+                        .store
+                        .stored_bytes()
+                        .above(peer_target)
+                        .is_empty()
+                {
+                    match node.peer_quota_pass().await {
+                        Ok(0) => peer_fruitless = Some(tokio::time::Instant::now()),
+                        Ok(_) => peer_fruitless = None,
+                        Err(e) => tracing::debug!("peer quota pass stopped: {e}"),
+                    }
+                }
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = node.inner.retention.wake.notified() => {
                         last_pass = None;
                         fruitless = None;
+                        peer_fruitless = None;
                     }
                     _ = tokio::time::sleep(SIZE_CHECK_EVERY) => {}
                 }
@@ -333,6 +382,88 @@ impl Node {
             .filter_map(|p| p.unconfirmed.ids().next().map(|(seq, _)| seq - 1))
             .min()
             .unwrap_or(i64::MAX)
+    }
+
+    /// Runs the step `make` builds (given the open tasks, as a JSON array). A step can meet
+    /// the checkpointer holding the database (SQLITE_BUSY: it rewinds the WAL more often
+    /// under a small --max-store-mb): wait a little and take it again rather than giving up
+    /// the whole pass.
+    async fn prune_retrying(&self, make: impl Fn(String) -> PruneStep) -> NodeResult<PruneOutcome> {
+        let store = &self.inner.store;
+        let mut busy = 0;
+        let out = loop {
+            let open_tasks: Vec<String> = self
+                .lock_tasks()
+                .values()
+                .filter(|t| !t.status.is_terminal())
+                .map(|t| t.id.clone())
+                .collect();
+            match store.prune(make(json!(open_tasks).to_string())).await {
+                Err(e)
+                    if e.message.contains("database is locked")
+                        && busy < BUSY_RETRIES
+                        && !store.capacity().disk_full() =>
+                {
+                    busy += 1;
+                    tokio::time::sleep(STEP_PAUSE.max(Duration::from_millis(10))).await;
+                }
+                other => break other?,
+            }
+        };
+        if out.deleted_unread > 0 {
+            self.inner
+                .unread
+                .fetch_sub(out.deleted_unread as i64, Ordering::Relaxed);
+        }
+        Ok(out)
+    }
+
+    /// Prunes the oldest inbound messages of every peer past 90 % of
+    /// `--peer-max-store-mb`, down to that mark (or until what is left is in open tasks);
+    /// returns how many it removed.
+    async fn peer_quota_pass(&self) -> NodeResult<u64> {
+        let target = self.inner.quotas.limits().max_store_bytes / 10 * 9;
+        if target == 0 {
+            return Ok(0);
+        }
+        let stored = self.inner.store.stored_bytes().clone();
+        let mut removed = 0;
+        for (peer, _) in stored.above(target) {
+            // Bounded: each step removes up to WINDOW rows or ends the loop.
+            for _ in 0..MAX_PEER_STEPS {
+                if stored.get(&peer) <= target || self.is_shutting_down() {
+                    break;
+                }
+                let out = self
+                    .prune_retrying(|open_tasks| PruneStep {
+                        after: 0,
+                        up_to: 0,
+                        keep_outbound_above: i64::MAX,
+                        open_tasks,
+                        trim_events: false,
+                        from_peer: Some(peer.clone()),
+                    })
+                    .await?;
+                removed += out.deleted;
+                if out.deleted == 0 {
+                    break;
+                }
+                tokio::time::sleep(STEP_PAUSE).await;
+            }
+        }
+        if removed > 0 {
+            self.inner
+                .retention
+                .stats
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .removed_messages += removed;
+            tracing::info!(
+                removed,
+                "retention removed peers' oldest messages past their quota"
+            );
+        }
+        Ok(removed)
     }
 
     /// One pass: prunes what is past the policy, step by step; returns how many messages
@@ -396,41 +527,17 @@ impl Node {
             } else {
                 age_stop.max(count_stop)
             };
-            // A step can meet the checkpointer holding the database (SQLITE_BUSY: it rewinds
-            // the WAL more often under a small --max-store-mb): wait a little and take the
-            // step again rather than giving up the whole pass.
-            let mut busy = 0;
-            let out = loop {
-                let open_tasks: Vec<String> = self
-                    .lock_tasks()
-                    .values()
-                    .filter(|t| !t.status.is_terminal())
-                    .map(|t| t.id.clone())
-                    .collect();
-                let step = PruneStep {
+            let keep_outbound_above = self.unconfirmed_floor();
+            let out = self
+                .prune_retrying(|open_tasks| PruneStep {
                     after: cursor,
                     up_to: end,
-                    keep_outbound_above: self.unconfirmed_floor(),
-                    open_tasks: json!(open_tasks).to_string(),
+                    keep_outbound_above,
+                    open_tasks,
                     trim_events: pressing,
-                };
-                match store.prune(step).await {
-                    Err(e)
-                        if e.message.contains("database is locked")
-                            && busy < BUSY_RETRIES
-                            && !store.capacity().disk_full() =>
-                    {
-                        busy += 1;
-                        tokio::time::sleep(STEP_PAUSE.max(Duration::from_millis(10))).await;
-                    }
-                    other => break other?,
-                }
-            };
-            if out.deleted_unread > 0 {
-                self.inner
-                    .unread
-                    .fetch_sub(out.deleted_unread as i64, Ordering::Relaxed);
-            }
+                    from_peer: None,
+                })
+                .await?;
             removed += out.deleted;
             events += out.events_deleted;
             vacuumed += out.vacuumed;

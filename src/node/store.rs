@@ -1172,6 +1172,7 @@ mod tests {
             keep_outbound_above: i64::MAX,
             open_tasks: "[]".into(),
             trim_events: false,
+            from_peer: None,
         };
         // The checkpointer may hold the database for a moment (retention retries the same way).
         let mut tries = 0;
