@@ -235,11 +235,7 @@ impl NodeArgs {
         };
         let data_dir = match self.data_dir {
             Some(dir) => dir,
-            None => dirs::data_dir()
-                .or_else(|| dirs::home_dir().map(|h| h.join(".local/share")))
-                .ok_or("no platform data dir: set --data-dir")?
-                .join("acp-relay")
-                .join(sanitize(&self.name)),
+            None => default_data_dir(&self.name)?,
         };
         let api_token = self.api_token.filter(|t| !t.is_empty());
         if let Some(token) = &api_token
@@ -366,6 +362,17 @@ pub fn is_loopback_host(host: &str) -> bool {
         || bare
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The data dir a node named `name` uses without `--data-dir` (the platform data dir, e.g.
+/// `~/.local/share/acp-relay/<name>`): one rule for `serve`, `mcp` and the store tools
+/// (`backup`, `export`, `restore`), so they find the same store.
+pub fn default_data_dir(name: &str) -> Result<PathBuf, String> {
+    Ok(dirs::data_dir()
+        .or_else(|| dirs::home_dir().map(|h| h.join(".local/share")))
+        .ok_or("no platform data dir: set --data-dir")?
+        .join("acp-relay")
+        .join(sanitize(name)))
 }
 
 /// Keeps a name usable as a directory name.

@@ -95,6 +95,12 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Built(super::search::migration),
 ];
 
+/// The schema version this binary writes (`PRAGMA user_version` after every migration): a
+/// store with a higher one was written by a newer acp-relay and is refused (start, restore).
+pub fn schema_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
 /// How many events the log keeps for replay; older ones are pruned by the writer.
 pub const EVENT_RETENTION: u64 = 100_000;
 
