@@ -358,7 +358,10 @@ async fn a_restore_keeps_every_id_server_seq_peer_and_the_identity() {
         .unwrap();
     // Beta is stopped: the message is queued, numbered after the old ones.
     let (_, sent) = restored
-        .post("/message:send", json!({"role": "user", "text": "after the restore"}))
+        .post(
+            "/message:send",
+            json!({"role": "user", "text": "after the restore"}),
+        )
         .await;
     assert!(sent["server_seq"].as_i64().unwrap() > highest, "{sent}");
     restored.stop().await;
