@@ -250,6 +250,38 @@ pub fn remove_with_side_files(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// What `restore` runs on its FILE before copying anything.
+    fn checked(path: &Path) -> Result<i64, ToolError> {
+        let conn = open_read_only(path)?;
+        if let Some(p) = integrity_problem(&conn).map_err(|e| ToolError(e.to_string()))? {
+            return Err(ToolError(p));
+        }
+        check_store(path, &conn)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any bytes as a store file, with or without SQLite's header in front: refused with
+        /// a line, never a panic, and the file is left as it was.
+        #[test]
+        fn prop_arbitrary_files_are_refused(
+            body in proptest::collection::vec(any::<u8>(), 0..3000),
+            with_header in any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("f.db");
+            let mut bytes = if with_header { b"SQLite format 3\0".to_vec() } else { Vec::new() };
+            bytes.extend_from_slice(&body);
+            std::fs::write(&path, &bytes).unwrap();
+            let result = checked(&path);
+            prop_assert!(result.is_err(), "{result:?}");
+            prop_assert!(!result.unwrap_err().0.contains('\n'));
+            prop_assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        }
+    }
 
     #[test]
     fn a_foreign_file_and_a_foreign_database_are_named_as_such() {

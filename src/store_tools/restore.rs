@@ -57,33 +57,22 @@ pub fn restore(args: &RestoreArgs) -> Result<String, ToolError> {
         Some(path) => Some(read_keypair(path)?),
         None => None,
     };
+    let created = !dir.exists();
     crate::node::store::create_private_dir(&dir).map_err(|e| ToolError(e.message))?;
-    let _lock = lock(&dir)?;
-    // A node that started between the check and the lock would have made its store.
-    if dir.join(super::STORE_FILE).exists() {
-        return Err(ToolError(format!(
-            "data dir {} got a store while restoring (a node started on it?); nothing was restored",
-            dir.display()
-        )));
-    }
-    let target = dir.join(super::STORE_FILE);
-    let partial = super::temp_beside(&target);
-    let counts = match copy_into(&src, &args.file, &partial) {
+    let written = write_store(&dir, &src, &args.file, keypair.as_deref());
+    drop(src);
+    let counts = match written {
         Ok(c) => c,
         Err(e) => {
-            super::remove_with_side_files(&partial);
+            // Leave the data dir as it was found (a retry then finds it empty again); a dir
+            // that holds anything now (a node started on it) stays.
+            if created {
+                let _ = std::fs::remove_dir(&dir);
+            }
             return Err(e);
         }
     };
-    drop(src);
-    if let Some(text) = keypair {
-        write_private(&dir.join("identity.json"), &text)?;
-    }
-    std::fs::rename(&partial, &target).map_err(|e| {
-        super::remove_with_side_files(&partial);
-        ToolError(format!("cannot write {}: {e}", target.display()))
-    })?;
-    super::sync_dir(&dir);
+    let target = dir.join(super::STORE_FILE);
     Ok(format!(
         "restored {} into {}: {} messages, {} peers, {} tasks, schema v{version}{}",
         args.file.display(),
@@ -97,6 +86,45 @@ pub fn restore(args: &RestoreArgs) -> Result<String, ToolError> {
             ""
         }
     ))
+}
+
+/// Under the data dir's lock: the store (and the keypair) written beside their final names,
+/// then renamed into place. On failure nothing of it is left behind.
+fn write_store(
+    dir: &Path,
+    src: &Connection,
+    source: &Path,
+    keypair: Option<&str>,
+) -> Result<super::Counts, ToolError> {
+    let _lock = lock(dir)?;
+    let target = dir.join(super::STORE_FILE);
+    // A node that started and stopped between the check and the lock made its store.
+    if target.exists() {
+        return Err(ToolError(format!(
+            "data dir {} got a store while restoring (a node started on it?); nothing was restored",
+            dir.display()
+        )));
+    }
+    let partial = super::temp_beside(&target);
+    let done = (|| {
+        let counts = copy_into(src, source, &partial)?;
+        if let Some(text) = keypair {
+            write_private(&dir.join("identity.json"), text)?;
+        }
+        std::fs::rename(&partial, &target)
+            .map_err(|e| ToolError(format!("cannot write {}: {e}", target.display())))?;
+        super::sync_dir(dir);
+        Ok(counts)
+    })();
+    if done.is_err() {
+        super::remove_with_side_files(&partial);
+        if keypair.is_some() && !target.exists() {
+            let _ = std::fs::remove_file(dir.join("identity.json"));
+        }
+        // Still ours: removed before the lock is let go.
+        let _ = std::fs::remove_file(dir.join("lock"));
+    }
+    done
 }
 
 /// Refuses a data dir that holds anything (or is not a directory).
