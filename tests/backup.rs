@@ -247,6 +247,14 @@ async fn a_backup_under_load_holds_every_acknowledged_message() {
     .await;
     assert!(msg.refusal().contains("no store at"), "{}", msg.stderr);
     assert!(!none.exists(), "backup creates no data dir");
+    // Into the data dir it copies (with --force it could have replaced the live store).
+    let live = a.dir.join("node.db");
+    let msg = acp(&["backup", s(&live), "--data-dir", s(&a.dir), "--force"]).await;
+    assert!(
+        msg.refusal().contains("inside the data dir"),
+        "{}",
+        msg.stderr
+    );
     // A directory that does not exist for FILE.
     let msg = acp(&["backup", s(&none.join("x.db")), "--data-dir", s(&a.dir)]).await;
     assert!(msg.refusal().contains("does not exist"), "{}", msg.stderr);
@@ -519,6 +527,23 @@ async fn export_jsonl_matches_the_api_and_markdown_holds_the_texts() {
         };
         v["context_id"] == "ctx-plan"
     }));
+    let live = a.dir.join("node.db");
+    let into = acp(&[
+        "export",
+        "--data-dir",
+        &dir,
+        "--format",
+        "md",
+        "--force",
+        "-o",
+        s(&live),
+    ])
+    .await;
+    assert!(
+        into.refusal().contains("inside the data dir"),
+        "{}",
+        into.stderr
+    );
     let again = acp(&[
         "export",
         "--data-dir",

@@ -79,6 +79,7 @@ pub fn run(args: &BackupArgs) -> std::process::ExitCode {
 /// Copies the store named by `args.store` to `args.file`.
 pub fn backup(args: &BackupArgs) -> Result<BackupReport, ToolError> {
     let source = args.store.store_file()?;
+    super::refuse_inside(&args.file, &args.store.dir()?)?;
     if args.file.exists() && !args.force {
         return Err(ToolError(format!(
             "{} exists: pass --force to replace it, or choose another file",

@@ -114,6 +114,7 @@ pub fn export(args: &ExportArgs) -> Result<String, ToolError> {
             Ok(n.summary("stdout"))
         }
         Some(path) => {
+            super::refuse_inside(path, &args.store.dir()?)?;
             if path.exists() && !args.force {
                 return Err(ToolError(format!(
                     "{} exists: pass --force to replace it, or choose another file",

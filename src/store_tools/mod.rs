@@ -81,6 +81,25 @@ pub fn exit_code(result: Result<(), ToolError>) -> std::process::ExitCode {
     }
 }
 
+/// Refuses an output file inside the data dir being read: a `--force` there could replace
+/// the live store or its WAL, and a backup kept beside the store is lost with it.
+pub fn refuse_inside(file: &Path, data_dir: &Path) -> Result<(), ToolError> {
+    let parent = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let (Ok(a), Ok(b)) = (parent.canonicalize(), data_dir.canonicalize())
+        && a == b
+    {
+        return Err(ToolError(format!(
+            "{} is inside the data dir {}: write it elsewhere",
+            file.display(),
+            data_dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// How long a read waits for a lock the node holds for a moment (a WAL rewind).
 const BUSY_WAIT: Duration = Duration::from_secs(10);
 
