@@ -41,13 +41,9 @@ enum Command {
     Install(acp_relay::install::InstallArgs),
     /// Remove the `acp-relay` entry from an MCP host's user config (only that entry).
     Uninstall(acp_relay::install::UninstallArgs),
-    /// Copy the node's store to FILE while it runs (SQLite's online backup), then check
-    /// the copy.
-    Backup(acp_relay::store_tools::backup::BackupArgs),
-    /// Write the stored messages and tasks as JSON lines or a Markdown transcript.
-    Export(acp_relay::store_tools::export::ExportArgs),
-    /// Put a backup into an empty data dir, keeping every id, server_seq and peer id.
-    Restore(acp_relay::store_tools::restore::RestoreArgs),
+    /// `backup`, `export`, `restore`: the store as files.
+    #[command(flatten)]
+    Store(acp_relay::store_tools::StoreCommand),
 }
 
 /// Colour only for a person at a terminal: MCP hosts capture stderr into log files and pipes,
@@ -110,6 +106,10 @@ impl Signals {
 fn main() -> std::process::ExitCode {
     init_logging();
     let cli = Cli::parse();
+    // Before the runtime and its signal handlers, so that Ctrl-C stops a long backup at once.
+    if let Command::Store(command) = &cli.command {
+        return command.run();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -160,9 +160,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Relay(args) => return run_relay(&args, &mut signals).await,
         Command::Install(args) => return acp_relay::install::install(&args),
         Command::Uninstall(args) => return acp_relay::install::uninstall(&args),
-        Command::Backup(args) => return acp_relay::store_tools::backup::run(&args),
-        Command::Export(args) => return acp_relay::store_tools::export::run(&args),
-        Command::Restore(args) => return acp_relay::store_tools::restore::run(&args),
+        Command::Store(command) => return command.run(),
     };
     let mut config = match args.resolve() {
         Ok(c) => c,

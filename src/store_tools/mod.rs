@@ -13,10 +13,33 @@ pub mod restore;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::node::store;
+
+/// The three commands, as `acp-relay` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum StoreCommand {
+    /// Copy the node's store to FILE while it runs (SQLite's online backup), then check
+    /// the copy.
+    Backup(backup::BackupArgs),
+    /// Write the stored messages and tasks as JSON lines or a Markdown transcript.
+    Export(export::ExportArgs),
+    /// Put a backup into an empty data dir, keeping every id, server_seq and peer id.
+    Restore(restore::RestoreArgs),
+}
+
+impl StoreCommand {
+    /// Runs the command; its outcome as the process's exit code (blocking: no runtime needed).
+    pub fn run(&self) -> std::process::ExitCode {
+        match self {
+            StoreCommand::Backup(args) => backup::run(args),
+            StoreCommand::Export(args) => export::run(args),
+            StoreCommand::Restore(args) => restore::run(args),
+        }
+    }
+}
 
 /// Which node's store a command works on: the same `--data-dir` / `--name` rule as
 /// `acp-relay serve`, so `backup` finds the store a default `serve` writes.
