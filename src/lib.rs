@@ -27,6 +27,9 @@
 //! - [`config`] — flags, `ACP_*` environment variables and defaults.
 //! - [`relay`] — `acp-relay relay`, the relay server for nodes behind NAT (iroh-relay).
 //! - [`ports`] — the ports a node that had to move remembers, so its link stays the same.
+//! - [`store_tools`] — `acp-relay backup | export | restore`: a consistent copy of a running
+//!   node's store, its messages and tasks as JSON lines or Markdown, a backup put back into
+//!   an empty data dir with every id kept.
 //! - [`install`] — `acp-relay install|uninstall --host …`: the entry in each MCP host's
 //!   config file (host table and paths, JSON edit, TOML edit, the command).
 
@@ -41,6 +44,7 @@ pub mod node;
 pub mod ports;
 pub mod relay;
 pub mod server;
+pub mod store_tools;
 pub mod wire;
 
 #[cfg(test)]

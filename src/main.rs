@@ -44,6 +44,9 @@ enum Command {
     /// Client subcommands for a running node's REST API (`link`, `send`, `recv`, `watch`, …).
     #[command(flatten)]
     Client(acp_relay::cli::ClientCommand),
+    /// `backup`, `export`, `restore`: the store as files.
+    #[command(flatten)]
+    Store(acp_relay::store_tools::StoreCommand),
 }
 
 /// Colour only for a person at a terminal: MCP hosts capture stderr into log files and pipes,
@@ -106,6 +109,10 @@ impl Signals {
 fn main() -> std::process::ExitCode {
     init_logging();
     let cli = Cli::parse();
+    // Before the runtime and its signal handlers, so that Ctrl-C stops a long backup at once.
+    if let Command::Store(command) = &cli.command {
+        return command.run();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -162,6 +169,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Install(args) => return acp_relay::install::install(&args),
         Command::Uninstall(args) => return acp_relay::install::uninstall(&args),
         Command::Client(_) => unreachable!("handled above"),
+        Command::Store(_) => unreachable!("handled before the runtime starts"),
     };
     let mut config = match args.resolve() {
         Ok(c) => c,
