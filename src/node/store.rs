@@ -162,6 +162,10 @@ pub enum WriteOp {
 enum CommitError {
     /// SQLite reported the disk full; the batch's writes are kept and retried.
     Full,
+    /// A write found the database locked past the busy wait (another process writing, or a
+    /// checkpoint stuck behind a reader): the whole batch is rolled back and tried again, so
+    /// no write is skipped while the batch's others commit and its waiters hear success.
+    Busy,
     /// Anything else (the batch is given up).
     Failed(String),
 }
@@ -188,6 +192,18 @@ const MAX_HELD_WRITES: usize = 200_000;
 fn is_disk_full(e: &rusqlite::Error) -> bool {
     matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull))
 }
+
+/// SQLITE_BUSY / SQLITE_LOCKED: the database was locked for longer than the busy wait.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Times a batch that met a locked database is rolled back and tried again (each try waits
+/// up to [`LOCK_WAIT`] for the lock) before its waiters are told it failed.
+const BUSY_BATCH_TRIES: u32 = 6;
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -711,6 +727,9 @@ impl Store {
             Ok(Err(CommitError::Failed(e))) => {
                 Err(NodeError::internal(format!("store commit failed: {e}")))
             }
+            Ok(Err(CommitError::Busy)) => Err(NodeError::internal(
+                "store commit failed: the database stayed locked",
+            )),
         }
     }
 
@@ -728,6 +747,9 @@ impl Store {
             Ok(Err(CommitError::Failed(e))) => {
                 Err(NodeError::internal(format!("retention step failed: {e}")))
             }
+            Ok(Err(CommitError::Busy)) => Err(NodeError::internal(
+                "retention step failed: database is locked",
+            )),
         }
     }
 
@@ -854,7 +876,21 @@ fn writer_loop(
             });
         }
         let mut added = HashMap::new();
-        let outcome = commit_batch(&mut conn, &held, &ops, &mut events_since_prune, &mut added);
+        let mut outcome = Err(CommitError::Busy);
+        for attempt in 1..=BUSY_BATCH_TRIES {
+            added.clear();
+            outcome = commit_batch(&mut conn, &held, &ops, &mut events_since_prune, &mut added);
+            if !matches!(outcome, Err(CommitError::Busy)) {
+                break;
+            }
+            tracing::warn!(
+                "store: the database stayed locked; trying the batch of {} writes again ({attempt}/{BUSY_BATCH_TRIES})",
+                ops.len()
+            );
+        }
+        if matches!(outcome, Err(CommitError::Busy)) {
+            outcome = Err(CommitError::Failed("the database stayed locked".into()));
+        }
         match &outcome {
             Ok(()) => {
                 held.clear();
@@ -877,6 +913,7 @@ fn writer_loop(
             Err(CommitError::Failed(e)) => {
                 tracing::error!("store: commit failed: {e}");
             }
+            Err(CommitError::Busy) => tracing::error!("store: commit failed: locked"),
         }
         for done in barriers {
             let _ = done.send(outcome.clone());
@@ -907,9 +944,10 @@ fn run_prune(
     Ok(out)
 }
 
-/// One transaction: the held writes, then `ops`. A write that fails for another reason than
-/// a full disk is logged and skipped (the rest commits), as before; a full disk fails the
-/// whole transaction, whose writes the caller keeps. `added` gets the bytes of the inbound
+/// One transaction: the held writes, then `ops`. A write that the database itself refuses (a
+/// constraint) is logged and skipped (the rest commits); a full disk fails the whole
+/// transaction, whose writes the caller keeps; a locked database fails it too
+/// ([`CommitError::Busy`]), and the caller tries the same batch again. `added` gets the bytes of the inbound
 /// messages the transaction inserted, per peer (applied by the caller once it committed).
 fn commit_batch(
     conn: &mut Connection,
@@ -946,6 +984,7 @@ fn commit_batch(
             Ok(None) => {}
             Ok(Some((peer, bytes))) => *added.entry(peer.to_owned()).or_insert(0) += bytes,
             Err(e) if is_disk_full(&e) => return Err(CommitError::Full),
+            Err(e) if is_busy(&e) => return Err(CommitError::Busy),
             Err(e) => tracing::error!("store write failed: {e}"),
         }
     }
@@ -1408,6 +1447,36 @@ mod tests {
             slowest < CHECKPOINT_LOCK_WAIT * 80,
             "a commit waited {slowest:?} behind the checkpointer"
         );
+    }
+
+    /// A write that meets the database locked for longer than the busy wait (another
+    /// process holding the write lock) is not skipped: its batch is rolled back and tried
+    /// again, and the waiter hears success only once it is committed.
+    #[tokio::test]
+    async fn a_write_that_meets_a_locked_database_waits_and_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        let store = Store::open(&path).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let writer = store.clone();
+        let write = tokio::spawn(async move {
+            writer
+                .write_wait(WriteOp::SetMeta {
+                    key: "while_locked".into(),
+                    value: "x".into(),
+                })
+                .await
+        });
+        // Longer than two busy waits, shorter than all the tries.
+        tokio::time::sleep(LOCK_WAIT * 3).await;
+        other.execute_batch("COMMIT").unwrap();
+        write
+            .await
+            .unwrap()
+            .expect("the write commits once the lock is free");
+        let kept: Option<String> = store.read(|c| get_meta(c, "while_locked")).await.unwrap();
+        assert_eq!(kept.as_deref(), Some("x"));
     }
 
     /// The writer never truncates the WAL; the checkpointer does, once nobody writes.
