@@ -386,6 +386,17 @@ fn checkpointer(
             }
         }
         let started = std::time::Instant::now();
+        // Passive passes copy every frame up to the oldest reader's snapshot: when they
+        // caught up, no reader pins the WAL, and a rewind that failed could only have met
+        // the writer's own transaction, which a longer wait outlasts.
+        let unpinned = matches!(pass, Ok((frames, copied)) if frames - copied <= REWIND_TAIL);
+        let escalate = unpinned
+            && frames * page_size >= ESCALATE_AFTER_REWINDS * bounded(REWIND_BYTES, &capacity);
+        CHECKPOINT_WAIT.set(if escalate {
+            LOCK_WAIT
+        } else {
+            CHECKPOINT_LOCK_WAIT
+        });
         match conn.query_row("PRAGMA wal_checkpoint(RESTART);", [], |r| {
             r.get::<_, i64>(0)
         }) {
@@ -445,12 +456,30 @@ const REWIND_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
 /// [`wait_for_lock`] for the checkpointer: the same short steps, bounded by
 /// [`CHECKPOINT_LOCK_WAIT`].
 fn wait_for_checkpoint_lock(attempts: i32) -> bool {
-    if LOCK_POLL * attempts.max(0) as u32 >= CHECKPOINT_LOCK_WAIT {
+    if LOCK_POLL * attempts.max(0) as u32 >= CHECKPOINT_WAIT.get() {
         return false;
     }
     std::thread::sleep(LOCK_POLL);
     true
 }
+
+thread_local! {
+    /// The checkpointer thread's current lock wait: [`CHECKPOINT_LOCK_WAIT`], or
+    /// [`LOCK_WAIT`] once rewinds have failed long enough for an unpinned WAL to pass
+    /// [`ESCALATE_AFTER_REWINDS`] times its rewind size (a thread-local because SQLite's busy
+    /// handler is a plain function, and each store has its own checkpointer thread).
+    static CHECKPOINT_WAIT: std::cell::Cell<std::time::Duration> =
+        const { std::cell::Cell::new(CHECKPOINT_LOCK_WAIT) };
+}
+
+/// A WAL this many times its rewind size, with no reader pinning it, makes the next rewind
+/// wait as long as any writer ([`LOCK_WAIT`]). The short wait gives up not only behind a
+/// reader's old snapshot but also behind the writer's own transactions when they are long
+/// (batches of thousands of rows, e.g. many peers at once: 200 ms each at 1M stored
+/// messages), and then the WAL grew to 650 MB in the 1M-message load benchmark. Behind the
+/// writer a longer wait ends with the writer's transaction; behind a reader it would stall
+/// every commit, so a pinned WAL keeps the short wait.
+const ESCALATE_AFTER_REWINDS: i64 = 4;
 
 /// How much the database file grows at a time.
 const GROWTH_CHUNK: std::ffi::c_int = 8 * 1024 * 1024;
