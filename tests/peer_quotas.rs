@@ -160,18 +160,23 @@ async fn send_one_by_one(s: &TestNode, r: &TestNode, prefix: &str, n: usize, ext
     }
 }
 
-#[tokio::test]
-async fn a_peer_past_its_cap_loses_its_own_oldest_messages_and_nobody_elses() {
-    let lab = Lab::new();
+/// A receiver storing at most [`CAP`] bytes per peer, and a sender (not yet connected).
+async fn capped_receiver_and_sender(lab: &Lab) -> (TestNode, TestNode) {
     let r = receiver(
-        &lab,
+        lab,
         Limits {
             max_store_bytes: CAP,
             ..no_limits()
         },
     )
     .await;
-    let s = lab.start("sender").await;
+    (r, lab.start("sender").await)
+}
+
+#[tokio::test]
+async fn a_peer_past_its_cap_loses_its_own_oldest_messages_and_nobody_elses() {
+    let lab = Lab::new();
+    let (r, s) = capped_receiver_and_sender(&lab).await;
     let other = lab.start("other").await;
     connect(&s, &r).await;
     connect(&other, &r).await;
@@ -221,15 +226,7 @@ async fn a_peer_past_its_cap_loses_its_own_oldest_messages_and_nobody_elses() {
 #[tokio::test]
 async fn messages_of_an_open_task_are_kept_so_the_cap_refuses_until_the_task_ends() {
     let lab = Lab::new();
-    let r = receiver(
-        &lab,
-        Limits {
-            max_store_bytes: CAP,
-            ..no_limits()
-        },
-    )
-    .await;
-    let s = lab.start("sender").await;
+    let (r, s) = capped_receiver_and_sender(&lab).await;
     connect(&s, &r).await;
     let (status, task) = s
         .post(
