@@ -40,6 +40,8 @@ pub struct Capacity {
     full_since: Mutex<Option<String>>,
     /// Writes the writer could not keep (its hold buffer was at its bound): counted, logged.
     dropped: AtomicU64,
+    /// The size of the filesystem holding the store (0 when unknown), read at open.
+    disk_bytes: u64,
 }
 
 impl Capacity {
@@ -54,7 +56,13 @@ impl Capacity {
             file_bytes: AtomicU64::new(0),
             full_since: Mutex::new(None),
             dropped: AtomicU64::new(0),
+            disk_bytes: disk_bytes(dir).unwrap_or(0),
         }
+    }
+
+    /// The size of the filesystem holding the store, in bytes (0 when unknown).
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk_bytes
     }
 
     /// Whether new writes are refused (disk full, or the store above its limit).
@@ -198,6 +206,22 @@ impl Capacity {
 
 /// Bytes an unprivileged writer may still use on the filesystem holding `dir`.
 pub fn free_bytes(dir: &Path) -> Option<u64> {
+    statvfs(dir).map(|s| s.available)
+}
+
+/// The size of the filesystem holding `dir`: how big the WAL may grow before it is rewound
+/// depends on it (a WAL of 128 MB on a 48 MB disk fills the disk by itself).
+pub fn disk_bytes(dir: &Path) -> Option<u64> {
+    statvfs(dir).map(|s| s.total)
+}
+
+/// What `statvfs` says of a filesystem, in bytes.
+struct FsSpace {
+    available: u64,
+    total: u64,
+}
+
+fn statvfs(dir: &Path) -> Option<FsSpace> {
     #[cfg(unix)]
     {
         use std::os::unix::ffi::OsStrExt;
@@ -210,7 +234,10 @@ pub fn free_bytes(dir: &Path) -> Option<u64> {
             return None;
         }
         #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
-        Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+        Some(FsSpace {
+            available: stat.f_bavail as u64 * stat.f_frsize as u64,
+            total: stat.f_blocks as u64 * stat.f_frsize as u64,
+        })
     }
     #[cfg(not(unix))]
     {

@@ -412,15 +412,23 @@ fn checkpointer(
     }
 }
 
-/// `bytes`, or an eighth of `--max-store-mb` when that is smaller: with a small store limit
-/// the WAL (which is on the same disk, and not counted in the limit) is rewound and truncated
-/// sooner, so the data dir stays near its bound. The default limit (2 GB) leaves both at
-/// their constants, so the write tails of the default setup are unchanged.
+/// `bytes`, or an eighth of `--max-store-mb`, or an eighth of the filesystem holding the
+/// store, whichever is smallest: with a small store limit or a small disk the WAL (which is
+/// on the same disk, and not counted in the limit) is rewound and truncated sooner, so the
+/// data dir stays near its bound and the WAL cannot fill the disk by itself (a 48 MB
+/// filesystem held a 20 MB WAL beside 25 MB of store, in `tests/disk_full.rs`). The default
+/// limit (2 GB) on a disk of a few GB or more leaves both at their constants, so the write
+/// tails of the default setup are unchanged.
 fn bounded(bytes: i64, capacity: &Capacity) -> i64 {
-    match capacity.max_bytes() {
-        0 => bytes,
-        max => bytes.min((max / 8).max(1024 * 1024) as i64),
+    let eighth = |total: u64| (total / 8).max(1024 * 1024).min(i64::MAX as u64) as i64;
+    let mut b = bytes;
+    if capacity.max_bytes() > 0 {
+        b = b.min(eighth(capacity.max_bytes()));
     }
+    if capacity.disk_bytes() > 0 {
+        b = b.min(eighth(capacity.disk_bytes()));
+    }
+    b
 }
 
 /// How long a connection waits for a lock held by another (the checkpointer's short RESTART,
