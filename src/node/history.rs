@@ -222,29 +222,13 @@ impl Node {
                         },
                     );
                 }
-                let (filter, args) = (w.sql(), w.args);
-                let total = capped_count(
-                    conn,
-                    &format!("SELECT 1 FROM messages {filter}"),
-                    args.clone(),
-                    offset.saturating_add(TOTAL_COUNT_CAP),
-                )?;
+                let filter = w.sql();
                 let dir = if q.ascending { "ASC" } else { "DESC" };
                 let sql = format!(
                     "SELECT {} FROM messages {filter} ORDER BY received_at {dir}, rowid_seq {dir} LIMIT ? OFFSET ?",
                     store::MESSAGE_COLUMNS
                 );
-                let mut all = args;
-                all.push(((limit + 1) as i64).into());
-                all.push((offset as i64).into());
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let rows = stmt
-                    .query_map(
-                        rusqlite::params_from_iter(all.iter()),
-                        store::message_from_row,
-                    )?
-                    .collect::<rusqlite::Result<Vec<MessageRow>>>()?;
-                Ok((rows, total))
+                read_page(conn, "messages", &filter, w.args, &sql, limit, offset)
             })
             .await?;
         let has_more = rows.len() > limit;
@@ -364,6 +348,37 @@ pub(super) struct CappedCount {
     pub(super) value: usize,
     /// Whether `value` is the whole count (fewer matches than the cap).
     pub(super) exact: bool,
+}
+
+/// One page of `/messages`: the matches of `from` under `filter` counted up to
+/// [`TOTAL_COUNT_CAP`] past `offset`, and `limit + 1` rows of `sql`, a query over the same
+/// `from` and `filter` (bound by `args`) that ends in `LIMIT ? OFFSET ?`.
+pub(super) fn read_page(
+    conn: &rusqlite::Connection,
+    from: &str,
+    filter: &str,
+    args: Vec<rusqlite::types::Value>,
+    sql: &str,
+    limit: usize,
+    offset: usize,
+) -> rusqlite::Result<(Vec<MessageRow>, CappedCount)> {
+    let total = capped_count(
+        conn,
+        &format!("SELECT 1 FROM {from} {filter}"),
+        args.clone(),
+        offset.saturating_add(TOTAL_COUNT_CAP),
+    )?;
+    let mut all = args;
+    all.push(((limit + 1) as i64).into());
+    all.push((offset as i64).into());
+    let rows = conn
+        .prepare_cached(sql)?
+        .query_map(
+            rusqlite::params_from_iter(all.iter()),
+            store::message_from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<MessageRow>>>()?;
+    Ok((rows, total))
 }
 
 /// Counts the rows of `select` (a `SELECT 1 FROM …` with its arguments), stopping at `cap`.

@@ -19,7 +19,7 @@
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 
-use super::history::{CappedCount, TOTAL_COUNT_CAP, Where, capped_count};
+use super::history::{CappedCount, Where, capped_count, read_page};
 use super::search::{SearchOrder, TextQuery};
 use super::store::{self, MessageRow};
 
@@ -139,12 +139,6 @@ fn index_first(
     filters.extend(q.filters);
     let (filter, args) = (filters.sql(), filters.args);
     let joined = "messages_fts JOIN messages ON messages.rowid_seq = messages_fts.rowid";
-    let total = capped_count(
-        conn,
-        &format!("SELECT 1 FROM {joined} {filter}"),
-        args.clone(),
-        q.offset.saturating_add(TOTAL_COUNT_CAP),
-    )?;
     let sql = match q.order {
         SearchOrder::Newest | SearchOrder::Oldest => {
             let dir = if q.order == SearchOrder::Oldest {
@@ -175,15 +169,5 @@ fn index_first(
             )
         }
     };
-    let mut all = args;
-    all.push(((q.limit + 1) as i64).into());
-    all.push((q.offset as i64).into());
-    let rows = conn
-        .prepare_cached(&sql)?
-        .query_map(
-            rusqlite::params_from_iter(all.iter()),
-            store::message_from_row,
-        )?
-        .collect::<rusqlite::Result<Vec<MessageRow>>>()?;
-    Ok((rows, total))
+    read_page(conn, joined, &filter, args, &sql, q.limit, q.offset)
 }
