@@ -8,9 +8,10 @@ pub const SERVER: &str = "acp-relay";
 /// Our entry: how a host starts this binary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// The absolute path of the binary.
+    /// What the host runs: the binary's absolute path, or `uvx` / `npx` (`launcher.rs`).
     pub command: String,
-    /// `mcp --name … --port … --http-port …`.
+    /// The launcher's own arguments (`acp-relay`, `-y acp-relay`), then `mcp --name …
+    /// --port … --http-port …`.
     pub args: Vec<String>,
 }
 

@@ -1,17 +1,20 @@
 //! `acp-relay install --host …` and `acp-relay uninstall --host …`: one command instead of
-//! hand-editing each MCP host's config. It writes one `acp-relay` entry that starts this very
-//! binary (its absolute path, so the host's minimal `PATH` does not matter) as
+//! hand-editing each MCP host's config. It writes one `acp-relay` entry that starts acp-relay
+//! the way the user did (this binary by its absolute path, so the host's minimal `PATH` does
+//! not matter; or `uvx acp-relay` / `npx -y acp-relay` when it ran from their caches) as
 //! `mcp --name <host> --port <p> --http-port <h>`, with a port pair of the host's own so two
 //! hosts never collide and each keeps its link. Everything else in the file stays as it was;
 //! the file is backed up before every write; a file it cannot parse is left alone.
 //!
 //! - `hosts` — the host table: config paths per OS, key, port pair.
+//! - `launcher` — which command the entry runs: the binary's path, `uvx` or `npx`.
 //! - `json`, `toml_doc` — the edits, pure functions on the file's text.
 //! - this file — the command: find, edit, back up, write, report.
 
 pub mod edit;
 pub mod hosts;
 pub mod json;
+pub mod launcher;
 pub mod toml_doc;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +22,7 @@ use std::process::ExitCode;
 
 use edit::{Change, Edit, Entry, SERVER};
 use hosts::{Env, Format, HOSTS, Host, Os};
+use launcher::{Launcher, Surroundings};
 
 /// Flags of `acp-relay install`.
 #[derive(Debug, Clone, clap::Args)]
@@ -77,8 +81,8 @@ pub fn install(args: &InstallArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let command = match binary_path() {
-        Ok(c) => c,
+    let launcher = match binary_path() {
+        Ok(exe) => Launcher::detect(&exe, &Surroundings::from_process()),
         Err(e) => {
             eprintln!("acp-relay: {e}");
             return ExitCode::FAILURE;
@@ -86,7 +90,7 @@ pub fn install(args: &InstallArgs) -> ExitCode {
     };
     run(&args.host, args.dry_run, |host, text| {
         let name = args.name.clone().unwrap_or_else(|| host.id.to_owned());
-        let entry = entry_for(host, &name, &command);
+        let entry = entry_for(host, &name, &launcher);
         match host.format {
             Format::Json { key, typed } => json::install(text, key, &entry, typed),
             Format::Toml => toml_doc::install(text, &entry),
@@ -102,11 +106,11 @@ pub fn uninstall(args: &UninstallArgs) -> ExitCode {
     })
 }
 
-/// The entry that starts this binary as `host`'s agent.
-pub fn entry_for(host: &Host, name: &str, command: &str) -> Entry {
-    Entry {
-        command: command.to_owned(),
-        args: [
+/// The entry that starts acp-relay, through `launcher`, as `host`'s agent.
+pub fn entry_for(host: &Host, name: &str, launcher: &Launcher) -> Entry {
+    let (command, mut args) = launcher.command();
+    args.extend(
+        [
             "mcp",
             "--name",
             name,
@@ -115,9 +119,9 @@ pub fn entry_for(host: &Host, name: &str, command: &str) -> Entry {
             "--http-port",
             &host.http_port().to_string(),
         ]
-        .map(str::to_owned)
-        .to_vec(),
-    }
+        .map(str::to_owned),
+    );
+    Entry { command, args }
 }
 
 /// Runs `edit` on every selected host's config and reports each; fails when any host fails
