@@ -140,6 +140,13 @@ pub struct NodeArgs {
     #[arg(long, env = "ACP_MAX_PEERS", default_value_t = DEFAULT_MAX_PEERS)]
     pub max_peers: usize,
 
+    /// Announce this node on the LAN over mDNS (`_acp._tcp.local.`: its name, did, peer port
+    /// and link token, so anyone on the network can connect) and list the nodes that announce
+    /// themselves (`GET /discover`, `acp_peers`). Off by default: it multicasts to the whole
+    /// LAN.
+    #[arg(long, env = "ACP_LAN_DISCOVERY", default_value_t = false)]
+    pub lan_discovery: bool,
+
     /// Messages kept per disconnected peer before sends to it are refused.
     #[arg(long, env = "ACP_OFFLINE_QUEUE_LIMIT", default_value_t = DEFAULT_OFFLINE_QUEUE_LIMIT)]
     pub offline_queue_limit: usize,
@@ -247,6 +254,8 @@ pub struct Config {
     pub api_token: Option<String>,
     /// Most peers connected at once.
     pub max_peers: usize,
+    /// Announce and browse over mDNS (`--lan-discovery`).
+    pub lan_discovery: bool,
     /// When the ports or the data dir are taken by another instance, use free ports and a
     /// sibling data dir instead of failing (what `acp-relay mcp` wants: a second MCP host
     /// must get a working node, not a crash).
@@ -351,6 +360,7 @@ impl NodeArgs {
             cors_origins,
             api_token,
             max_peers: self.max_peers,
+            lan_discovery: self.lan_discovery,
             instance_fallback: false,
             relays: self
                 .relays
@@ -393,6 +403,7 @@ impl Config {
             cors_origins: Vec::new(),
             api_token: None,
             max_peers: DEFAULT_MAX_PEERS,
+            lan_discovery: false,
             instance_fallback: false,
             relays: Vec::new(),
             relay_ca: None,

@@ -25,6 +25,8 @@
 //! - [`cli`] — the client subcommands (`link`, `send`, `recv`, `watch`, `peers`, `tasks`, …)
 //!   that talk to a running node's REST API.
 //! - [`config`] — flags, `ACP_*` environment variables and defaults.
+//! - [`lan`] — LAN discovery over mDNS (`--lan-discovery`, off by default): announces the
+//!   node, lists the nodes that announce themselves (`/discover`, `acp_peers`).
 //! - [`relay`] — `acp-relay relay`, the relay server for nodes behind NAT (iroh-relay).
 //! - [`ports`] — the ports a node that had to move remembers, so its link stays the same.
 //! - [`store_tools`] — `acp-relay backup | export | restore`: a consistent copy of a running
@@ -39,6 +41,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod install;
+pub mod lan;
 pub mod mcp;
 pub mod node;
 pub mod ports;

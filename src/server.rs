@@ -94,6 +94,13 @@ impl Server {
         });
         node.start_saved_dials()?;
         node.start_retention();
+        if cfg.lan_discovery {
+            // A machine without multicast still runs the node; /discover then says so.
+            match crate::lan::Discovery::start(&node) {
+                Ok(discovery) => node.set_lan_discovery(discovery),
+                Err(e) => tracing::warn!("LAN discovery not started: {e}"),
+            }
+        }
         if let Err(e) = http::address_file::publish(&cfg.data_dir, http_addr) {
             tracing::warn!(
                 "cannot write the address file in {} ({e}); the CLI then needs --node",

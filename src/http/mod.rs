@@ -10,6 +10,7 @@
 pub mod address_file;
 pub mod body_limit;
 mod card;
+mod discover;
 mod extract;
 pub mod guard;
 mod identity;
@@ -57,6 +58,8 @@ pub fn router(node: Node) -> Router {
         .route("/availability", get(card::availability))
         .route("/peers", get(peers::list))
         .route("/peers/connect", post(peers::connect))
+        .route("/discover", get(discover::discover))
+        .route("/peers/discover", get(discover::peers_discover))
         .route("/connect", post(peers::connect))
         .route("/peers/{id}", get(peers::one).delete(peers::remove))
         .route("/peers/{id}/accept-key", post(identity::accept_key))

@@ -15,8 +15,6 @@ pub const NOT_YET: &[&str] = &[
     "/extensions/register",
     "/webhooks/register",
     "/webhooks/deregister",
-    "/discover",
-    "/peers/discover",
     "/ws/stream",
     "/availability/heartbeat",
     "/messages:stream",

@@ -482,7 +482,7 @@ impl AcpMcp {
     }
 
     #[tool(
-        description = "List the agents this node knows: id, name, whether connected, its did and whether its identity is verified (a key change refused for safety shows under identity.key_change), message counts, offline-queue depth and last connection error.",
+        description = "List the agents this node knows: id, name, whether connected, its did and whether its identity is verified (a key change refused for safety shows under identity.key_change), message counts, offline-queue depth and last connection error. When the node runs with LAN discovery, also the agents announcing themselves on the local network (lan_peers), each with a link to pass to acp_connect.",
         input_schema = rmcp::handler::server::common::schema_for_empty_input(),
         annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
@@ -523,13 +523,29 @@ impl AcpMcp {
                 format!("{} ({}): {state}, {}{warn}", p["name"].as_str().unwrap_or("?"), p["id"].as_str().unwrap_or("?"), who)
             })
             .collect();
-        let summary = format!(
+        let mut summary = format!(
             "{} peer(s), {} connected.{}{}",
             peers["count"],
             peers["active"],
             if lines.is_empty() { "" } else { "\n" },
             lines.join("\n")
         );
+        // Only with --lan-discovery: without it the result stays exactly as it was.
+        if let Some(lan) = self.node.lan_peers() {
+            summary.push_str(&format!(
+                "\nOn the local network (mDNS): {} agent(s){}",
+                lan.len(),
+                if lan.is_empty() {
+                    "."
+                } else {
+                    "; acp_connect with a link to talk to one:"
+                }
+            ));
+            for p in &lan {
+                summary.push_str(&format!("\n{} at {}: {}", p.name, p.ip, p.link));
+            }
+            peers["lan_peers"] = json!(lan);
+        }
         ok(summary, &as_object(peers))
     }
 

@@ -149,6 +149,8 @@ pub(crate) struct Inner {
     route_hints: RwLock<RouteHints>,
     /// Hook the wire layer installs so the node can start dialling a peer.
     pub(crate) dialer: OnceLock<Box<dyn Fn(Node, String) + Send + Sync>>,
+    /// LAN discovery, when `--lan-discovery` started it.
+    lan: OnceLock<Arc<crate::lan::Discovery>>,
     /// Exclusive lock on the data dir, held while the node lives.
     _lock: std::fs::File,
 }
@@ -284,6 +286,7 @@ impl Node {
             link_host,
             route_hints: RwLock::default(),
             dialer: OnceLock::new(),
+            lan: OnceLock::new(),
             _lock: lock,
             config,
         };
@@ -378,6 +381,16 @@ impl Node {
         if let Ok(mut h) = self.inner.route_hints.write() {
             *h = hints;
         }
+    }
+
+    /// Keeps the LAN discovery that the server started (`--lan-discovery`).
+    pub fn set_lan_discovery(&self, discovery: Arc<crate::lan::Discovery>) {
+        let _ = self.inner.lan.set(discovery);
+    }
+
+    /// The nodes found on the LAN over mDNS; `None` when LAN discovery is off.
+    pub fn lan_peers(&self) -> Option<Vec<crate::lan::LanPeer>> {
+        self.inner.lan.get().map(|d| d.peers())
     }
 
     /// HMAC signer, when a secret is configured.
