@@ -94,6 +94,7 @@ impl Server {
         });
         node.start_saved_dials()?;
         node.start_retention();
+        node.start_webhooks();
         if let Err(e) = http::address_file::publish(&cfg.data_dir, http_addr) {
             tracing::warn!(
                 "cannot write the address file in {} ({e}); the CLI then needs --node",

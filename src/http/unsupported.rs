@@ -11,14 +11,9 @@ use crate::node::error::{ErrorCode, NodeError};
 
 /// Paths of the reference that are not implemented yet.
 pub const NOT_YET: &[&str] = &[
-    "/extensions",
-    "/extensions/register",
-    "/webhooks/register",
-    "/webhooks/deregister",
     "/discover",
     "/peers/discover",
     "/ws/stream",
-    "/availability/heartbeat",
     "/messages:stream",
 ];
 
