@@ -309,6 +309,7 @@ async fn a_dead_and_a_hanging_webhook_neither_slow_sends_nor_go_uncounted() {
     // A long timeout: a send that waited for the hanging receiver would wait a minute.
     ca.webhooks = acp_relay::node::webhooks::Settings {
         queue: 8,
+        queue_bytes: 64 * 1024 * 1024,
         timeout: Duration::from_secs(60),
         retries: 1,
         backoff: Duration::from_millis(20),
@@ -403,6 +404,7 @@ async fn retries_reach_a_receiver_that_recovers_and_refusals_are_not_retried() {
     let mut ca = lab.config("alpha");
     ca.webhooks = acp_relay::node::webhooks::Settings {
         queue: 64,
+        queue_bytes: 64 * 1024 * 1024,
         timeout: Duration::from_secs(10),
         retries: 3,
         backoff: Duration::from_millis(50),

@@ -16,7 +16,7 @@ pub mod post;
 pub mod url;
 mod worker;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +43,9 @@ pub struct Settings {
     /// Events waiting per webhook before new ones are dropped (about a minute of a busy
     /// conversation, or a receiver's restart).
     pub queue: usize,
+    /// Bytes of events waiting per webhook before new ones are dropped (one event is always
+    /// taken): what bounds the memory a dead receiver holds when messages are large.
+    pub queue_bytes: usize,
     /// Longest one attempt may take, connection included (the reference's 5 s).
     pub timeout: Duration,
     /// Attempts after the first for one event (on no answer, a connection failure, 408,
@@ -56,6 +59,7 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             queue: 1024,
+            queue_bytes: 64 * 1024 * 1024,
             timeout: Duration::from_secs(5),
             retries: 3,
             backoff: Duration::from_secs(1),
@@ -85,14 +89,17 @@ pub(crate) struct Hook {
     /// The queue's receiving end until its worker starts.
     pending: Mutex<Option<mpsc::Receiver<Arc<Event>>>>,
     capacity: usize,
+    /// Bytes of the events in the queue (kept by the dispatcher and the worker).
+    queued_bytes: AtomicUsize,
+    max_bytes: usize,
     stats: Stats,
     /// Cancelled when the webhook is deregistered (a child of the node's shutdown).
     stop: CancellationToken,
 }
 
 impl Hook {
-    fn new(url: WebhookUrl, registered_at: String, queue: usize, stop: CancellationToken) -> Hook {
-        let capacity = queue.max(1);
+    fn new(url: WebhookUrl, registered_at: String, settings: &Settings) -> Hook {
+        let capacity = settings.queue.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         Hook {
             url,
@@ -100,8 +107,10 @@ impl Hook {
             queue: tx,
             pending: Mutex::new(Some(rx)),
             capacity,
+            queued_bytes: AtomicUsize::new(0),
+            max_bytes: settings.queue_bytes,
             stats: Stats::default(),
-            stop,
+            stop: CancellationToken::new(),
         }
     }
 
@@ -118,11 +127,31 @@ impl Hook {
         }
     }
 
-    /// Hands an event to the worker without waiting; a full queue drops it.
+    /// Hands an event to the worker without waiting; a full queue (in events or bytes)
+    /// drops it. Only the dispatcher offers, so the byte check and its update cannot race
+    /// with another offer.
     fn offer(&self, event: &Arc<Event>) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(event.clone()) {
+        let len = event.json.len();
+        let held = self.queued_bytes.load(Ordering::Relaxed);
+        if held > 0 && held + len > self.max_bytes {
             self.dropped(1, "its queue is full (the receiver is slow or unreachable)");
+            return;
         }
+        match self.queue.try_send(event.clone()) {
+            Ok(()) => {
+                self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped(1, "its queue is full (the receiver is slow or unreachable)")
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// The worker took `event` off the queue.
+    pub(super) fn taken(&self, event: &Event) {
+        self.queued_bytes
+            .fetch_sub(event.json.len(), Ordering::Relaxed);
     }
 
     fn to_json(&self) -> Value {
@@ -141,6 +170,7 @@ impl Hook {
             "dropped": s.dropped.load(Ordering::Relaxed),
             "retries": s.retries.load(Ordering::Relaxed),
             "queued": self.capacity - self.queue.capacity(),
+            "queued_bytes": self.queued_bytes.load(Ordering::Relaxed),
             "last_delivered_at": s.last_delivered_at.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             "last_error": last_error,
         })
@@ -155,6 +185,9 @@ impl Hook {
 /// The registered webhooks and what delivers to them.
 pub struct Webhooks {
     hooks: Mutex<Vec<Arc<Hook>>>,
+    /// Stops the running dispatcher; none while no webhook is registered (then no task
+    /// reads the event broadcast for webhooks at all).
+    dispatcher: Mutex<Option<CancellationToken>>,
     connector: Arc<Connector>,
     settings: Settings,
 }
@@ -171,19 +204,14 @@ impl Webhooks {
                         .ok()
                         .and_then(|b| b["registered_at"].as_str().map(str::to_owned))
                         .unwrap_or_default();
-                    // Shutdown tokens are attached when the workers start.
-                    hooks.push(Arc::new(Hook::new(
-                        url,
-                        registered_at,
-                        settings.queue,
-                        CancellationToken::new(),
-                    )));
+                    hooks.push(Arc::new(Hook::new(url, registered_at, &settings)));
                 }
                 Err(e) => tracing::warn!(webhook = raw, "stored webhook skipped: {e}"),
             }
         }
         Webhooks {
             hooks: Mutex::new(hooks),
+            dispatcher: Mutex::new(None),
             connector: Arc::new(Connector::default()),
             settings,
         }
@@ -249,16 +277,42 @@ fn url_from_body(body: &Value) -> NodeResult<WebhookUrl> {
 }
 
 impl Node {
-    /// Starts delivering: the dispatcher, and a worker for every stored webhook. Called once
-    /// the node serves (`Server::start`).
+    /// Starts delivering: a worker for every stored webhook and, if there is one, the
+    /// dispatcher. Called once the node serves (`Server::start`).
     pub fn start_webhooks(&self) {
         let hooks: Vec<Arc<Hook>> = self.inner.webhooks.lock().clone();
         for hook in hooks {
             self.spawn_webhook_worker(&hook);
         }
+        self.sync_webhook_dispatcher();
+    }
+
+    /// Runs the dispatcher while at least one webhook is registered, and only then: a node
+    /// without webhooks pays nothing per event. Called after every change of the list.
+    fn sync_webhook_dispatcher(&self) {
+        let webhooks = &self.inner.webhooks;
+        let mut running = webhooks
+            .dispatcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let wanted = !webhooks.lock().is_empty();
+        match (wanted, running.is_some()) {
+            (true, false) => *running = Some(self.spawn_webhook_dispatcher()),
+            (false, true) => {
+                if let Some(stop) = running.take() {
+                    stop.cancel();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The task that offers every event to every webhook's queue; returns what stops it.
+    fn spawn_webhook_dispatcher(&self) -> CancellationToken {
         let node = self.clone();
         let mut events = self.events().subscribe();
-        let stop = self.shutdown_token();
+        let stop = self.shutdown_token().child_token();
+        let token = stop.clone();
         self.background().spawn(async move {
             loop {
                 let next = tokio::select! {
@@ -274,6 +328,7 @@ impl Node {
                 }
             }
         });
+        token
     }
 
     fn spawn_webhook_worker(&self, hook: &Arc<Hook>) {
@@ -315,15 +370,11 @@ impl Node {
                      deregister one first (POST /webhooks/deregister)"
                 )));
             }
-            let hook = Arc::new(Hook::new(
-                url.clone(),
-                ids::now_iso(),
-                webhooks.settings.queue,
-                CancellationToken::new(),
-            ));
+            let hook = Arc::new(Hook::new(url.clone(), ids::now_iso(), &webhooks.settings));
             hooks.push(hook.clone());
             (hook, hooks.len())
         };
+        self.sync_webhook_dispatcher();
         let stored = self
             .inner
             .store
@@ -334,6 +385,7 @@ impl Node {
             .await;
         if let Err(e) = stored {
             webhooks.lock().retain(|h| !Arc::ptr_eq(h, &hook));
+            self.sync_webhook_dispatcher();
             // A write held back by a full disk commits later: take it back the same way.
             self.inner.store.write(WriteOp::DeleteWebhook {
                 url: url.as_str().to_owned(),
@@ -370,6 +422,7 @@ impl Node {
         };
         if let Some(hook) = &removed {
             hook.stop.cancel();
+            self.sync_webhook_dispatcher();
             self.inner
                 .store
                 .write_wait(WriteOp::DeleteWebhook {
@@ -398,5 +451,53 @@ impl Node {
             "max": MAX_WEBHOOKS,
             "signed": self.signer().is_some(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64, bytes: usize) -> Arc<Event> {
+        let body = json!({"type": "message", "seq": seq, "pad": "x".repeat(bytes)});
+        Arc::new(Event::from_json(seq, body.to_string()))
+    }
+
+    #[test]
+    fn a_queue_is_bounded_in_events_and_in_bytes_and_always_takes_one() {
+        let url = WebhookUrl::parse("http://127.0.0.1:9/").unwrap();
+        let settings = Settings {
+            queue: 3,
+            queue_bytes: 1000,
+            ..Settings::default()
+        };
+        let hook = Hook::new(url.clone(), String::new(), &settings);
+        let mut rx = hook.pending.lock().unwrap().take().unwrap();
+        for seq in 1..=5 {
+            hook.offer(&event(seq, 400));
+        }
+        // Two fit in 1000 bytes; the other three are dropped and counted.
+        assert_eq!(hook.stats.dropped.load(Ordering::Relaxed), 3);
+        let first = rx.try_recv().unwrap();
+        hook.taken(&first);
+        hook.offer(&event(6, 400));
+        assert_eq!(hook.stats.dropped.load(Ordering::Relaxed), 3);
+        let seqs: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
+            .inspect(|e| hook.taken(e))
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [2, 6]);
+        assert_eq!(hook.queued_bytes.load(Ordering::Relaxed), 0);
+        // An event larger than the whole budget still goes when the queue is empty.
+        hook.offer(&event(7, 5000));
+        assert_eq!(rx.try_recv().unwrap().seq, 7);
+
+        // The count bound: small events, three at most.
+        let hook = Hook::new(url, String::new(), &settings);
+        for seq in 1..=5 {
+            hook.offer(&event(seq, 1));
+        }
+        assert_eq!(hook.stats.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(hook.to_json()["queued"], 3);
     }
 }

@@ -49,6 +49,7 @@ impl Worker {
                     None => return,
                 },
             };
+            self.hook.taken(&event);
             if !self.deliver(&event, &mut conn).await {
                 return;
             }
