@@ -457,6 +457,41 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::test_support::config(256))]
+
+        /// Any register or deregister body gives a URL the node accepts (the body's `url`,
+        /// normalized) or an invalid-request error; never a panic, never a 5xx.
+        #[test]
+        fn prop_register_bodies_give_a_url_or_a_400(
+            body in prop_oneof![
+                3 => crate::test_support::arb_object().prop_map(Value::Object),
+                1 => crate::test_support::arb_json(),
+            ],
+            url in prop_oneof![
+                ".{0,40}",
+                "(https?|ftp|HTTP)://([a-z]{1,5}(:[a-z]{0,3})?@)?[a-z0-9.]{1,12}(:[0-9]{1,5})?/[a-z#?=]{0,8}",
+            ],
+            with_url in any::<bool>(),
+        ) {
+            let mut body = body;
+            if with_url && let Some(o) = body.as_object_mut() {
+                o.insert("url".into(), json!(url));
+            }
+            match url_from_body(&body) {
+                Ok(u) => {
+                    let raw = body["url"].as_str().unwrap();
+                    prop_assert_eq!(WebhookUrl::parse(raw).unwrap(), u.clone());
+                    prop_assert_eq!(body.as_object().unwrap().len(), 1);
+                    prop_assert!(u.as_str().starts_with("http"));
+                    prop_assert!(!u.authority().contains('@'));
+                }
+                Err(e) => prop_assert_eq!(e.code.http_status(), 400, "{}", e),
+            }
+        }
+    }
 
     fn event(seq: u64, bytes: usize) -> Arc<Event> {
         let body = json!({"type": "message", "seq": seq, "pad": "x".repeat(bytes)});
