@@ -266,6 +266,8 @@ pub struct Config {
     pub relay_ca: Option<PathBuf>,
     /// UDP port of the iroh endpoint (0 = any).
     pub quic_port: u16,
+    /// How push webhooks are delivered (queue, timeout, retries); not flags.
+    pub webhooks: crate::node::webhooks::Settings,
 }
 
 impl NodeArgs {
@@ -372,6 +374,7 @@ impl NodeArgs {
                 .collect::<Result<_, _>>()?,
             relay_ca: self.relay_ca,
             quic_port: self.quic_port,
+            webhooks: crate::node::webhooks::Settings::default(),
         })
     }
 }
@@ -408,6 +411,7 @@ impl Config {
             relays: Vec::new(),
             relay_ca: None,
             quic_port: 0,
+            webhooks: crate::node::webhooks::Settings::default(),
         }
     }
 }

@@ -94,6 +94,7 @@ impl Server {
         });
         node.start_saved_dials()?;
         node.start_retention();
+        node.start_webhooks();
         if cfg.lan_discovery {
             // A machine without multicast still runs the node; /discover then says so.
             match crate::lan::Discovery::start(&node) {

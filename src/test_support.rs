@@ -70,6 +70,9 @@ pub const KEYS: &[&str] = &[
     "limit",
     "result_text",
     "result_data",
+    "uri",
+    "required",
+    "params",
 ];
 
 /// String values with a meaning somewhere (roles, part types, states, frame types).

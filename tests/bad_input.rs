@@ -983,14 +983,13 @@ async fn unknown_paths_wrong_methods_and_unsupported_endpoints() {
         (Method::POST, "/.well-known/jwks.json"),
         (Method::GET, "/identity/delegate"),
         (Method::PUT, "/verify/card"),
+        (Method::POST, "/extensions"),
+        (Method::GET, "/webhooks/register"),
+        (Method::GET, "/availability/heartbeat"),
     ] {
         c.bad(method, path, Body::None, 405, NOT_ALLOWED).await;
     }
-    for (method, path) in [
-        (Method::POST, "/discover"),
-        (Method::GET, "/extensions"),
-        (Method::POST, "/webhooks/register"),
-    ] {
+    for (method, path) in [(Method::POST, "/discover")] {
         c.bad(method, path, Body::None, 501, NOT_SUPPORTED).await;
     }
     let resp = b

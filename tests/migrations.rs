@@ -122,6 +122,11 @@ fn check_migrated_file(path: &Path, page_size: i64) {
         "the link token is kept"
     );
     assert_eq!(count("SELECT count(*) FROM messages_fts"), 6);
+    assert_eq!(
+        count("SELECT count(*) FROM webhooks"),
+        0,
+        "v7's table, empty"
+    );
 }
 
 /// A node on `dir` that keeps messages however old: the fixtures' messages are dated when
@@ -165,6 +170,11 @@ async fn a_v4_store_migrates_and_keeps_its_rows() {
 #[tokio::test]
 async fn a_v5_store_migrates_and_keeps_its_rows() {
     migrates(5, 1024).await;
+}
+
+#[tokio::test]
+async fn a_v6_store_migrates_and_keeps_its_rows() {
+    migrates(6, 1024).await;
 }
 
 /// `acp-relay restore` takes an old backup as it is; the node migrates it at its start.

@@ -15,6 +15,7 @@ use std::fmt::Debug;
 use std::sync::OnceLock;
 
 use acp_relay::Config;
+use acp_relay::node::webhooks::url::WebhookUrl;
 use acp_relay::wire::link::Link;
 use common::{Lab, TestNode, start_with};
 use proptest::prelude::*;
@@ -128,12 +129,18 @@ fn check(what: &str, status: u16, body: &Value) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Keeps generated input from dialling anything: a `link` that would parse gets a prefix that
-/// makes it invalid (these tests use 127.0.0.1 only, and a new peer would change what every
-/// later send answers).
+/// Keeps generated input from dialling anything: a `link` that would parse, or a webhook
+/// `url` the node would take, gets a prefix that makes it invalid (these tests use
+/// 127.0.0.1 only and contact nothing: a registered webhook would be sent every event, a
+/// new peer would change what every later send answers).
 fn defuse(mut map: Map<String, Value>) -> Map<String, Value> {
     if let Some(Value::String(s)) = map.get_mut("link")
         && Link::parse(s).is_ok()
+    {
+        s.insert(0, 'x');
+    }
+    if let Some(Value::String(s)) = map.get_mut("url")
+        && WebhookUrl::parse(s).is_ok()
     {
         s.insert(0, 'x');
     }
@@ -368,6 +375,48 @@ fn prop_http_peer_skill_card_bodies() {
     });
 }
 
+/// Arbitrary bodies to the webhook, extension and heartbeat endpoints: a 4xx or a success,
+/// and no webhook is ever registered from generated input (see [`defuse`]).
+#[test]
+fn prop_http_webhook_extension_heartbeat_bodies() {
+    let bodies = prop_oneof![
+        arb_body(),
+        near(vec![
+            json!({"url": "http://127.0.0.1:9/hook"}),
+            json!({"uri": "acp:ext:props-v1", "required": true, "params": {"k": "v"}}),
+            json!({"uri": "https://example.com/ext/x"}),
+            json!({"mode": "cron", "schedule": "0 */4 * * *", "timezone": "UTC"}),
+        ]),
+    ];
+    run(HTTP_CASES, bodies, |body| {
+        let s = shared();
+        s.rt.block_on(async {
+            if let Ok(Value::Object(map)) = serde_json::from_slice(&body) {
+                // Raw bytes can spell a valid URL too.
+                prop_assume!(defuse(map.clone()) == map);
+            }
+            for path in [
+                "/webhooks/register",
+                "/webhooks/deregister",
+                "/extensions/register",
+                "/extensions/unregister",
+                "/availability/heartbeat",
+            ] {
+                let (status, resp) = send(&s.node, Method::POST, path, body.clone()).await;
+                check(&format!("POST {path}"), status, &resp)?;
+            }
+            let (status, hooks) = s.node.get("/webhooks").await;
+            prop_assert_eq!(status, 200);
+            prop_assert_eq!(&hooks["count"], &json!(0), "{}", hooks);
+            for path in ["/card", "/extensions", "/availability"] {
+                let (status, resp) = s.node.get(path).await;
+                prop_assert_eq!(status, 200, "{} still reads: {}", path, resp);
+            }
+            Ok(())
+        })
+    });
+}
+
 /// Arbitrary query strings to the listing endpoints. `/recv` gets `wait=0` last (the last
 /// value of a key wins) so no case waits for a message.
 #[test]
@@ -413,6 +462,7 @@ fn prop_http_path_ids() {
                 (Method::DELETE, format!("/tasks/{id}")),
                 (Method::POST, format!("/tasks/{id}:cancel")),
                 (Method::GET, format!("/peers/{id}")),
+                (Method::GET, format!("/peer/{id}")),
                 (Method::DELETE, format!("/peers/{id}")),
                 (Method::POST, format!("/peer/{id}/send")),
                 (Method::GET, format!("/context/{id}/messages")),

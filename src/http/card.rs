@@ -225,3 +225,33 @@ pub async fn availability(State(node): State<Node>) -> Json<Value> {
     let has_schedule = avail.get("schedule").is_some_and(|s| !s.is_null());
     Json(json!({"ok": true, "availability": avail, "mode": mode, "has_schedule": has_schedule}))
 }
+
+/// `POST /availability/heartbeat`: the agent is awake now (body: availability fields to
+/// change, optional).
+pub async fn heartbeat(
+    State(node): State<Node>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(node.heartbeat(&body)?))
+}
+
+/// `GET /extensions`: the registered extensions.
+pub async fn extensions(State(node): State<Node>) -> Json<Value> {
+    Json(node.extensions())
+}
+
+/// `POST /extensions/register {"uri", "required"?, "params"?}`.
+pub async fn register_extension(
+    State(node): State<Node>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(node.register_extension(&body)?))
+}
+
+/// `POST /extensions/unregister {"uri"}`.
+pub async fn unregister_extension(
+    State(node): State<Node>,
+    JsonObject(body): JsonObject,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(node.unregister_extension(&body)?))
+}

@@ -23,6 +23,7 @@ mod stream;
 mod tasks;
 pub mod token_file;
 mod unsupported;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -56,12 +57,18 @@ pub fn router(node: Node) -> Router {
         .route("/skills", get(card::skills))
         .route("/skills/query", post(card::query_skills))
         .route("/availability", get(card::availability))
+        .route("/availability/heartbeat", post(card::heartbeat))
+        .route("/extensions", get(card::extensions))
+        .route("/extensions/register", post(card::register_extension))
+        .route("/extensions/unregister", post(card::unregister_extension))
         .route("/peers", get(peers::list))
         .route("/peers/connect", post(peers::connect))
         .route("/discover", get(discover::discover))
         .route("/peers/discover", get(discover::peers_discover))
         .route("/connect", post(peers::connect))
         .route("/peers/{id}", get(peers::one).delete(peers::remove))
+        // The reference SDKs' `peer()` reads this path; `/peer/verify` (below) wins over it.
+        .route("/peer/{id}", get(peers::one))
         .route("/peers/{id}/accept-key", post(identity::accept_key))
         .route("/.well-known/did.json", get(identity::did_document))
         .route("/.well-known/jwks.json", get(identity::jwks))
@@ -99,6 +106,9 @@ pub fn router(node: Node) -> Router {
             "/tasks/{id}/{action}",
             get(tasks::get_action).post(tasks::post_action),
         )
+        .route("/webhooks", get(webhooks::list))
+        .route("/webhooks/register", post(webhooks::register))
+        .route("/webhooks/deregister", post(webhooks::deregister))
         .merge(unsupported::routes())
         .merge(inbox::routes())
         .fallback(not_found)

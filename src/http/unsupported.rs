@@ -10,15 +10,7 @@ use crate::node::Node;
 use crate::node::error::{ErrorCode, NodeError};
 
 /// Paths of the reference that are not implemented yet.
-pub const NOT_YET: &[&str] = &[
-    "/extensions",
-    "/extensions/register",
-    "/webhooks/register",
-    "/webhooks/deregister",
-    "/ws/stream",
-    "/availability/heartbeat",
-    "/messages:stream",
-];
+pub const NOT_YET: &[&str] = &["/ws/stream", "/messages:stream"];
 
 /// The router of not-yet-supported endpoints.
 pub fn routes() -> Router<Node> {

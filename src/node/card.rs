@@ -39,6 +39,10 @@ pub struct CardEdits {
     /// Availability block (empty = always available).
     #[serde(default)]
     pub availability: Map<String, Value>,
+    /// Extensions registered at run time (`POST /extensions/register`): `{uri, required,
+    /// params?}` in registration order.
+    #[serde(default)]
+    pub extensions: Vec<Value>,
 }
 
 /// Everything the card is built from.
@@ -66,6 +70,9 @@ pub struct Card {
     pub sign_frames: bool,
     /// HMAC replay window, seconds (a trust signal).
     pub hmac_window: u64,
+    /// When the node started (`2026-12-07T17:00:00Z`): the availability block's
+    /// `last_active_at` until a heartbeat stamps one, as in the reference.
+    pub started_at: String,
 }
 
 /// Normalizes one skill (a string or an object) to the reference's structured form.
@@ -117,10 +124,85 @@ impl Card {
         }
     }
 
-    /// The availability block, or `None` when the agent is always available.
+    /// The availability block as peers see it, or `None` when the agent is always
+    /// available: the stored block, with `last_active_at` (the node's start until a
+    /// heartbeat) and, for a `schedule`, the `next_active_at` it gives when none is set or
+    /// the one set has passed.
     pub fn availability(&self) -> Option<Value> {
-        (!self.edits.availability.is_empty())
-            .then(|| Value::Object(self.edits.availability.clone()))
+        if self.edits.availability.is_empty() {
+            return None;
+        }
+        let mut block = self.edits.availability.clone();
+        if !block.contains_key("last_active_at") {
+            block.insert("last_active_at".into(), json!(self.started_at));
+        }
+        // A time already past says nothing about the next wake: a schedule gives a fresh one
+        // (the reference only fills in a missing one).
+        let now = chrono::Utc::now();
+        let stale = block.get("next_active_at").is_none_or(|v| {
+            v.as_str()
+                .and_then(super::ids::parse_iso)
+                .is_none_or(|t| t < now.timestamp() as f64)
+        });
+        if stale && let Some(next) = next_from_schedule(&block, now) {
+            block.insert("next_active_at".into(), json!(next));
+        }
+        Some(Value::Object(block))
+    }
+
+    /// Whether the availability block has a (non-empty) cron `schedule`.
+    fn has_schedule(&self) -> bool {
+        self.edits
+            .availability
+            .get("schedule")
+            .is_some_and(|s| s.as_str().is_some_and(|s| !s.trim().is_empty()))
+    }
+
+    /// The `extensions` block: the built-in ones this node's set-up implies (as the
+    /// reference: `acp:ext:hmac-v1` with `--secret`), then the registered ones; one entry
+    /// per URI, the first wins.
+    pub fn extensions(&self) -> Vec<Value> {
+        let mut builtin = Vec::new();
+        if self.hmac {
+            builtin.push(json!({
+                "uri": "acp:ext:hmac-v1",
+                "required": false,
+                "params": {"scheme": "hmac-sha256"},
+            }));
+        }
+        let mut seen = std::collections::HashSet::new();
+        builtin
+            .into_iter()
+            .chain(self.edits.extensions.iter().cloned())
+            .filter(|e| {
+                e.get("uri")
+                    .and_then(Value::as_str)
+                    .is_some_and(|u| seen.insert(u.to_owned()))
+            })
+            .collect()
+    }
+
+    /// `POST /availability/heartbeat`: stamps `last_active_at` now, merges the fields the
+    /// body gives (the reference's list; checked like a PATCH), and for a `schedule`
+    /// computes `next_active_at` afresh (a heartbeat starts a new cycle).
+    pub fn heartbeat(&mut self, body: &Value) -> NodeResult<()> {
+        let Some(patch) = body.as_object() else {
+            return Err(NodeError::invalid("request body must be a JSON object"));
+        };
+        if patch.contains_key("last_active_at") {
+            return Err(NodeError::invalid(
+                "'last_active_at' is stamped by the heartbeat itself; leave it out",
+            ));
+        }
+        let mut block = self.edits.availability.clone();
+        merge_availability(&mut block, patch)?;
+        let now = chrono::Utc::now();
+        block.insert("last_active_at".into(), json!(now_iso()));
+        if let Some(next) = next_from_schedule(&block, now) {
+            block.insert("next_active_at".into(), json!(next));
+        }
+        self.edits.availability = block;
+        Ok(())
     }
 
     /// The full card JSON.
@@ -140,7 +222,7 @@ impl Card {
             "skills": self.skills(),
             "capabilities": {
                 "streaming": true,
-                "push_notifications": false,
+                "push_notifications": true,
                 "input_required": true,
                 "part_types": ["text", "file", "data"],
                 "max_msg_bytes": self.max_msg_bytes,
@@ -154,7 +236,7 @@ impl Card {
                 "identity": "ed25519",
                 "did_identity": true,
                 "availability": self.availability().is_some(),
-                "extensions": false,
+                "extensions": !self.edits.extensions.is_empty(),
                 "http2": false,
                 "card_sig": true,
                 "auto_card_verify": true,
@@ -168,7 +250,7 @@ impl Card {
                 "trust_signals": true,
                 "context_query": true,
                 "delegation_chain": self.delegation_count() > 0,
-                "availability_schedule": false,
+                "availability_schedule": self.has_schedule(),
                 "trust_jwks": true,
                 "durable_store": true,
                 "delivery_ack": true,
@@ -203,9 +285,12 @@ impl Card {
                 "delegation": "/identity/delegation",
                 "delegation_verify": "/identity/delegation/verify",
                 "availability": "/availability",
+                "heartbeat": "/availability/heartbeat",
+                "extensions": "/extensions",
+                "webhooks": "/webhooks",
                 "jwks": "/.well-known/jwks.json",
             },
-            "extensions": [],
+            "extensions": self.extensions(),
         });
         if let (Some(avail), Some(obj)) = (self.availability(), card.as_object_mut()) {
             obj.insert("availability".into(), avail);
@@ -296,31 +381,7 @@ impl Card {
             let Some(patch) = patch.as_object() else {
                 return Err(NodeError::invalid("'availability' must be a JSON object"));
             };
-            let mut unknown: Vec<&str> = patch
-                .keys()
-                .map(String::as_str)
-                .filter(|k| !AVAILABILITY_FIELDS.contains(k))
-                .collect();
-            if !unknown.is_empty() {
-                unknown.sort_unstable();
-                return Err(NodeError::invalid(format!(
-                    "unknown availability fields: {unknown:?}"
-                )));
-            }
-            if let Some(mode) = patch.get("mode")
-                && !mode
-                    .as_str()
-                    .is_some_and(|m| AVAILABILITY_MODES.contains(&m))
-            {
-                return Err(NodeError::invalid(format!("mode must be one of {:?}", {
-                    let mut m = AVAILABILITY_MODES;
-                    m.sort_unstable();
-                    m
-                })));
-            }
-            for (k, v) in patch {
-                edits.availability.insert(k.clone(), v.clone());
-            }
+            merge_availability(&mut edits.availability, patch)?;
         }
         if let Some(d) = obj.get("description") {
             let Some(d) = d.as_str() else {
@@ -360,4 +421,63 @@ impl Card {
         self.edits = edits;
         Ok(())
     }
+}
+
+/// Checks availability fields (the reference's whitelist, its modes, a `schedule` that is a
+/// cron expression) and merges them into `block`. Nothing is merged when any is wrong.
+fn merge_availability(
+    block: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+) -> NodeResult<()> {
+    let mut unknown: Vec<&str> = patch
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !AVAILABILITY_FIELDS.contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        unknown.sort_unstable();
+        return Err(NodeError::invalid(format!(
+            "unknown availability fields: {unknown:?}"
+        )));
+    }
+    if let Some(mode) = patch.get("mode")
+        && !mode
+            .as_str()
+            .is_some_and(|m| AVAILABILITY_MODES.contains(&m))
+    {
+        return Err(NodeError::invalid(format!("mode must be one of {:?}", {
+            let mut m = AVAILABILITY_MODES;
+            m.sort_unstable();
+            m
+        })));
+    }
+    match patch.get("schedule") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s.trim().is_empty() => {}
+        Some(Value::String(s)) => {
+            super::cron::Schedule::parse(s).map_err(|e| {
+                NodeError::invalid(format!("'schedule' is not a cron expression: {e}"))
+            })?;
+        }
+        Some(_) => {
+            return Err(NodeError::invalid(
+                "'schedule' must be a cron expression such as \"0 */4 * * *\"",
+            ));
+        }
+    }
+    for (k, v) in patch {
+        block.insert(k.clone(), v.clone());
+    }
+    Ok(())
+}
+
+/// The next wake time a block's `schedule` gives after `now` (reference form), if it has a
+/// valid one that matches within four years.
+fn next_from_schedule(
+    block: &Map<String, Value>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let expr = block.get("schedule")?.as_str()?;
+    let schedule = super::cron::Schedule::parse(expr).ok()?;
+    schedule.next_after(now).map(super::cron::format_utc)
 }

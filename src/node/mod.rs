@@ -11,14 +11,17 @@
 pub mod bucket;
 pub mod capacity;
 pub mod card;
+pub mod cron;
 mod deliver;
 pub mod error;
 pub mod events;
+mod extensions;
 mod held;
 mod history;
 pub mod identity;
 pub mod ids;
 mod inbound;
+pub(crate) mod log_limit;
 pub mod message;
 pub mod peers;
 pub mod queue;
@@ -32,6 +35,7 @@ pub mod task;
 mod tasks;
 pub mod unconfirmed;
 mod wal_vfs;
+pub mod webhooks;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,6 +143,8 @@ pub(crate) struct Inner {
     /// Signed delegation entries this node holds (persisted in `meta`).
     pub(crate) delegation: Mutex<Vec<Value>>,
     pub(crate) counters: Counters,
+    /// Registered push webhooks and their delivery.
+    pub(crate) webhooks: webhooks::Webhooks,
     pub(crate) shutdown: CancellationToken,
     pub(crate) background: TaskTracker,
     pub(crate) ws_port: OnceLock<u16>,
@@ -240,6 +246,7 @@ impl Node {
             bearer_auth: config.api_token.is_some(),
             base_skills: config.skills.clone(),
             edits: restored.card_edits,
+            started_at: cron::format_utc(chrono::Utc::now()),
         };
         let signer = config
             .secret
@@ -279,6 +286,7 @@ impl Node {
             identity,
             delegation: Mutex::new(restored.delegation),
             counters: Counters::default(),
+            webhooks: webhooks::Webhooks::restore(restored.webhooks, config.webhooks),
             shutdown: CancellationToken::new(),
             background: TaskTracker::new(),
             ws_port: OnceLock::new(),
@@ -432,13 +440,40 @@ impl Node {
 
     /// Applies a card PATCH and persists it; returns the new card.
     pub fn patch_card(&self, body: &Value) -> NodeResult<Value> {
+        self.change_card(|card| card.apply_patch(body))
+    }
+
+    /// `POST /availability/heartbeat`: stamps `last_active_at`, merges the body's fields,
+    /// recomputes `next_active_at` from a schedule; persisted and announced like a PATCH.
+    pub fn heartbeat(&self, body: &Value) -> NodeResult<Value> {
+        let card = self.change_card(|card| card.heartbeat(body))?;
+        let avail = card
+            .get("availability")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        Ok(json!({
+            "ok": true,
+            "last_active_at": avail.get("last_active_at").cloned().unwrap_or(Value::Null),
+            "next_active_at": avail.get("next_active_at").cloned().unwrap_or(Value::Null),
+            "availability": avail,
+        }))
+    }
+
+    /// Applies `change` to the card (nothing changes when it fails), persists the edits,
+    /// sends the new card to connected peers and emits a `card` event; returns the new card.
+    pub(crate) fn change_card(
+        &self,
+        change: impl FnOnce(&mut Card) -> NodeResult<()>,
+    ) -> NodeResult<Value> {
         let edits = {
             let mut card = self
                 .inner
                 .card
                 .write()
                 .map_err(|_| NodeError::internal("card lock poisoned"))?;
-            card.apply_patch(body)?;
+            let mut changed = card.clone();
+            change(&mut changed)?;
+            *card = changed;
             card.edits.clone()
         };
         let card = self.card();
@@ -540,6 +575,7 @@ impl Node {
             "store": self.inner.store.capacity().to_json(),
             "retention": self.retention(),
             "peer_limits": self.inner.quotas.to_json(),
+            "webhooks": self.inner.webhooks.summary(),
         })
     }
 
@@ -865,6 +901,8 @@ struct Restored {
     server_seq: u64,
     queue_seq: u64,
     last_event_seq: u64,
+    /// Registered webhooks: (url, record), in registration order.
+    webhooks: Vec<(String, String)>,
 }
 
 fn restore(conn: &rusqlite::Connection) -> rusqlite::Result<Restored> {
@@ -966,6 +1004,10 @@ fn restore(conn: &rusqlite::Connection) -> rusqlite::Result<Restored> {
         })?;
     let last_event_seq: i64 =
         conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+    let webhooks = conn
+        .prepare("SELECT url, body FROM webhooks ORDER BY rowid")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(Restored {
         token,
         delegation,
@@ -981,6 +1023,7 @@ fn restore(conn: &rusqlite::Connection) -> rusqlite::Result<Restored> {
         server_seq: server_seq.max(0) as u64,
         queue_seq: queue_seq.max(0) as u64,
         last_event_seq: last_event_seq.max(0) as u64,
+        webhooks,
     })
 }
 

@@ -103,6 +103,9 @@ const MIGRATIONS: &[Migration] = &[
      INSERT INTO peer_stored(peer_id, bytes)
         SELECT peer_id, SUM(length(CAST(frame AS BLOB))) FROM messages
          WHERE direction = 'inbound' AND peer_id IS NOT NULL GROUP BY peer_id;"),
+    // v7: push webhooks (`POST /webhooks/register`), one row per URL in registration order
+    // (rowid); the body is the JSON record (`url`, `registered_at`).
+    Migration::Sql("CREATE TABLE webhooks(url TEXT PRIMARY KEY, body TEXT NOT NULL);"),
 ];
 
 /// The schema version this binary writes (`PRAGMA user_version` after every migration): a
@@ -152,6 +155,10 @@ pub enum WriteOp {
     AppendEvent { seq: u64, body: String },
     /// Set a metadata value (token, session counters).
     SetMeta { key: String, value: String },
+    /// Insert or replace a webhook's record.
+    UpsertWebhook { url: String, body: String },
+    /// Remove a webhook.
+    DeleteWebhook { url: String },
     /// A small real write that tells whether the disk takes writes again (sent by the
     /// checkpointer while the store is full and the filesystem shows room).
     Probe,
@@ -1160,6 +1167,14 @@ fn apply<'a>(
         WriteOp::SetMeta { key, value } => {
             tx.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")?
                 .execute(params![key, value])?;
+        }
+        WriteOp::UpsertWebhook { url, body } => {
+            tx.prepare_cached("INSERT OR REPLACE INTO webhooks(url, body) VALUES (?1, ?2)")?
+                .execute(params![url, body])?;
+        }
+        WriteOp::DeleteWebhook { url } => {
+            tx.prepare_cached("DELETE FROM webhooks WHERE url = ?1")?
+                .execute(params![url])?;
         }
         // Replaced by a meta write in `writer_loop`.
         WriteOp::Probe => {}

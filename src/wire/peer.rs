@@ -24,6 +24,7 @@ use super::link::{Link, token_matches};
 use super::quic::Quic;
 use crate::node::error::ErrorCode;
 use crate::node::identity::HandshakeIdentity;
+use crate::node::log_limit::{LOG_EVERY, LogLimit};
 use crate::node::peers::ConnectionType;
 use crate::node::session::{self, Established, PathWatch};
 use crate::node::{InboundAdmission, Node};
@@ -56,9 +57,6 @@ const MAX_PENDING_HANDSHAKES: usize = 64;
 /// real peer completes its handshake in a few round trips; evicting only older handshakes
 /// keeps a burst of real peers (all young) from evicting each other.
 const EVICTABLE_AFTER: Duration = Duration::from_secs(2);
-/// Shortest interval between two log lines about the same kind of refusal; the refusals in
-/// between are counted and the count is reported in the next line.
-const LOG_EVERY: Duration = Duration::from_secs(5);
 /// Longest wait between redials.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -110,32 +108,6 @@ pub async fn serve(node: Node, listener: TcpListener) {
                 }
             }
         }
-    }
-}
-
-/// Counts one kind of event and lets a log line about it through at most once per
-/// [`LOG_EVERY`], so a flood of refusals cannot flood the log.
-#[derive(Default)]
-struct LogLimit {
-    /// When the last line was let through, and the events counted since.
-    state: Mutex<(Option<Instant>, u64)>,
-}
-
-impl LogLimit {
-    /// Counts one event. Returns how many events the line written now should report (this
-    /// one and those suppressed since the last line), or none if a line was written lately.
-    fn hit(&self) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.1 += 1;
-        let now = Instant::now();
-        if state
-            .0
-            .is_some_and(|last| now.duration_since(last) < LOG_EVERY)
-        {
-            return None;
-        }
-        state.0 = Some(now);
-        Some(std::mem::take(&mut state.1))
     }
 }
 
@@ -906,18 +878,5 @@ mod tests {
             source_of(addr("::ffff:10.1.2.3")),
             Source::Ip(addr("10.1.2.3"))
         );
-    }
-
-    #[test]
-    fn log_limit_reports_the_first_event_then_aggregates() {
-        let limit = LogLimit::default();
-        assert_eq!(limit.hit(), Some(1));
-        for _ in 0..1000 {
-            assert_eq!(limit.hit(), None);
-        }
-        // Pretend the last line is old: the next line carries the suppressed count.
-        limit.state.lock().unwrap().0 = Instant::now().checked_sub(LOG_EVERY);
-        assert_eq!(limit.hit(), Some(1001));
-        assert_eq!(limit.hit(), None);
     }
 }
