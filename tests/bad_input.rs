@@ -986,10 +986,12 @@ async fn unknown_paths_wrong_methods_and_unsupported_endpoints() {
         (Method::POST, "/extensions"),
         (Method::GET, "/webhooks/register"),
         (Method::GET, "/availability/heartbeat"),
+        (Method::POST, "/discover"),
+        (Method::DELETE, "/peers/discover"),
     ] {
         c.bad(method, path, Body::None, 405, NOT_ALLOWED).await;
     }
-    for (method, path) in [(Method::POST, "/discover")] {
+    for (method, path) in [(Method::POST, "/ws/stream")] {
         c.bad(method, path, Body::None, 501, NOT_SUPPORTED).await;
     }
     let resp = b
