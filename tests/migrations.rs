@@ -122,6 +122,16 @@ fn check_migrated_file(path: &Path, page_size: i64) {
         "the link token is kept"
     );
     assert_eq!(count("SELECT count(*) FROM messages_fts"), 6);
+    assert_eq!(
+        count("SELECT count(*) FROM peer_stored WHERE peer_id = 'peer_001'"),
+        1,
+        "inbound bytes per peer (v6)"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM task_handles"),
+        0,
+        "the task handles table exists (v7), empty"
+    );
 }
 
 /// A node on `dir` that keeps messages however old: the fixtures' messages are dated when
@@ -165,6 +175,11 @@ async fn a_v4_store_migrates_and_keeps_its_rows() {
 #[tokio::test]
 async fn a_v5_store_migrates_and_keeps_its_rows() {
     migrates(5, 1024).await;
+}
+
+#[tokio::test]
+async fn a_v6_store_migrates_and_keeps_its_rows() {
+    migrates(6, 1024).await;
 }
 
 /// `acp-relay restore` takes an old backup as it is; the node migrates it at its start.

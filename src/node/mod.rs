@@ -14,6 +14,7 @@ pub mod card;
 mod deliver;
 pub mod error;
 pub mod events;
+pub mod handles;
 mod held;
 mod history;
 pub mod identity;

@@ -103,6 +103,9 @@ const MIGRATIONS: &[Migration] = &[
      INSERT INTO peer_stored(peer_id, bytes)
         SELECT peer_id, SUM(length(CAST(frame AS BLOB))) FROM messages
          WHERE direction = 'inbound' AND peer_id IS NOT NULL GROUP BY peer_id;"),
+    // v7: task handles given to MCP clients (the tasks extension), which must outlive the
+    // process that gave them out.
+    Migration::Built(super::handles::migration),
 ];
 
 /// The schema version this binary writes (`PRAGMA user_version` after every migration): a
@@ -152,6 +155,10 @@ pub enum WriteOp {
     AppendEvent { seq: u64, body: String },
     /// Set a metadata value (token, session counters).
     SetMeta { key: String, value: String },
+    /// Insert or replace a task handle.
+    UpsertHandle(Box<super::handles::TaskHandle>),
+    /// Drop the task handles expired at this Unix time.
+    DropExpiredHandles(f64),
     /// A small real write that tells whether the disk takes writes again (sent by the
     /// checkpointer while the store is full and the filesystem shows room).
     Probe,
@@ -1161,6 +1168,8 @@ fn apply<'a>(
             tx.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)")?
                 .execute(params![key, value])?;
         }
+        WriteOp::UpsertHandle(h) => super::handles::upsert(tx, h)?,
+        WriteOp::DropExpiredHandles(now) => super::handles::drop_expired(tx, *now)?,
         // Replaced by a meta write in `writer_loop`.
         WriteOp::Probe => {}
     }
