@@ -330,6 +330,31 @@ async fn a_delegated_task_is_an_mcp_task_with_a_question_and_a_result() {
     )
     .await;
 
+    // B asks a second question in words only (its task keeps the first reason).
+    let (s, r) = b
+        .post(
+            "/message:send",
+            json!({"role": "agent", "task_id": id, "text": "How many berths?"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = b
+        .post(
+            &format!("/tasks/{id}:update"),
+            json!({"status": "input_required"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let payload = wait_status(&a, &handle, TaskStatus::InputRequired).await;
+    let (key, message, _) = the_form(&payload);
+    assert_eq!(key, "question-2", "each question has a key of its own");
+    assert!(
+        message.contains("How many berths?"),
+        "the new words: {message}"
+    );
+    answer(&a, &handle, &key, json!({"answer": "two"})).await;
+    wait_status(&a, &handle, TaskStatus::Working).await;
+
     // B completes with an artifact.
     let (s, r) = b
         .post(

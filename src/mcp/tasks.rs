@@ -208,23 +208,29 @@ fn clip(text: &str) -> String {
 }
 
 /// The question of a task in `input_required`: the reason the worker gave with the state
-/// (`error`), else the text of its newest message about the task; the form schema from a
-/// data part of that message, else of the newest artifact.
-fn question(task: &Task, newest: Option<&MessageRow>) -> Question {
-    let text = match &task.error {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-        Some(v) if !v.is_null() && !v.is_string() => v.to_string(),
-        _ => newest
-            .map(MessageRow::text)
-            .filter(|t| !t.trim().is_empty())
-            .unwrap_or_else(|| "The agent needs more input to go on with the task.".to_owned()),
+/// (`error`) unless that is the question already answered through this handle, else the
+/// text of the worker's newest message about the task if it came after the last answer,
+/// else the old reason (asked again), else a default. The form schema comes from a data
+/// part of that fresh message, else (before any answer) of the newest artifact.
+fn question(task: &Task, newest: Option<&MessageRow>, h: &TaskHandle) -> Question {
+    let reason = match &task.error {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        Some(v) if !v.is_null() && !v.is_string() => Some(v.to_string()),
+        _ => None,
     };
+    let fresh = newest.filter(|m| h.answered_at.is_none_or(|t| m.received_at > t));
+    let new_reason = reason.clone().filter(|r| h.answered.as_ref() != Some(r));
+    let text = new_reason
+        .or_else(|| fresh.map(MessageRow::text).filter(|t| !t.trim().is_empty()))
+        .or(reason)
+        .unwrap_or_else(|| "The agent needs more input to go on with the task.".to_owned());
     let parts_of = |v: &Value| v["parts"].as_array().cloned().unwrap_or_default();
-    let schema = newest
+    let schema = fresh
         .and_then(|m| forms::schema_in_parts(&parts_of(&m.frame)))
         .or_else(|| {
             task.artifacts
                 .last()
+                .filter(|_| h.answered_at.is_none())
                 .and_then(|a| forms::schema_in_parts(&parts_of(a)))
         });
     Question { text, schema }
@@ -322,7 +328,7 @@ async fn task_detail(node: &Node, h: &TaskHandle) -> Result<DetailedTask, McpErr
         }
         TaskState::InputRequired => {
             let newest = newest_from_worker(node, &task.id).await?;
-            let q = question(&task, newest.as_ref());
+            let q = question(&task, newest.as_ref(), h);
             let input_requests = forms::question_requests(&question_key(h), &worker, &q);
             DetailedTask::new(
                 base(TaskStatus::InputRequired).with_status_message(clip(&q.text)),
@@ -451,11 +457,20 @@ pub async fn update(node: &Node, params: UpdateTaskParams) -> Result<(), McpErro
     let answer: ElicitResult = serde_json::from_value(answer.clone()).map_err(|e| {
         McpError::invalid_params(format!("'{key}' is not an elicitation result: {e}"), None)
     })?;
+    let asked = question(
+        &task,
+        newest_from_worker(node, &task_id).await?.as_ref(),
+        &h,
+    );
     let parts = forms::answer_parts(&answer);
+    // Taken before the answer goes out: whatever the worker says after it is new.
+    let answered_at = crate::node::ids::now_unix();
     node.continue_task(&task_id, &json!({ "parts": parts }))
         .await
         .map_err(protocol_error)?;
     h.answers += 1;
+    h.answered = Some(asked.text);
+    h.answered_at = Some(answered_at);
     node.save_handle(&h).await.map_err(protocol_error)
 }
 
@@ -510,16 +525,79 @@ mod tests {
         }
     }
 
+    fn handle(answered: Option<(&str, f64)>) -> TaskHandle {
+        TaskHandle {
+            id: "mcptask_1".into(),
+            kind: HandleKind::Task,
+            task_id: Some("task_q".into()),
+            context_id: None,
+            peer_id: None,
+            message_id: None,
+            created_at: "2026-12-07T10:00:00Z".into(),
+            created_unix: 100.0,
+            since: 100.0,
+            ttl_ms: TASK_TTL_MS,
+            answers: answered.map_or(0, |_| 1),
+            cancelled: false,
+            answered: answered.map(|(q, _)| q.to_owned()),
+            answered_at: answered.map(|(_, t)| t),
+        }
+    }
+
+    fn message(text: &str, received_at: f64, data: Option<Value>) -> MessageRow {
+        let mut parts = vec![json!({"type": "text", "content": text})];
+        if let Some(d) = data {
+            parts.push(json!({"type": "data", "content": d}));
+        }
+        MessageRow {
+            message_id: "msg_1".into(),
+            direction: "inbound",
+            peer_id: Some("peer_001".into()),
+            sender: Some("beta".into()),
+            role: "agent".into(),
+            task_id: Some("task_q".into()),
+            context_id: None,
+            server_seq: None,
+            ts: "2026-12-07T10:02:00Z".into(),
+            received_at,
+            consumed: false,
+            frame: json!({"parts": parts}),
+            local_seq: 0,
+        }
+    }
+
     #[test]
     fn the_question_is_the_reason_given_else_a_default() {
-        let q = question(
-            &task(TaskState::InputRequired, Some(json!("Which harbour?"))),
-            None,
-        );
+        let asked = task(TaskState::InputRequired, Some(json!("Which harbour?")));
+        let q = question(&asked, None, &handle(None));
         assert_eq!(q.text, "Which harbour?");
         assert!(q.schema.is_none());
-        let q = question(&task(TaskState::InputRequired, None), None);
+        let q = question(&task(TaskState::InputRequired, None), None, &handle(None));
         assert!(q.text.contains("needs more input"), "{}", q.text);
+    }
+
+    #[test]
+    fn an_answered_reason_gives_way_to_the_workers_newer_words_and_schema() {
+        let schema = json!({"type": "object", "properties": {"date": {"type": "string"}}});
+        let asked_again = task(TaskState::InputRequired, Some(json!("Which harbour?")));
+        let answered = handle(Some(("Which harbour?", 200.0)));
+        // A newer message: its words and its schema.
+        let newer = message("And the date?", 300.0, Some(schema.clone()));
+        let q = question(&asked_again, Some(&newer), &answered);
+        assert_eq!(q.text, "And the date?");
+        assert!(q.schema.is_some());
+        // Only the message from before the answer: the old reason, asked again, no schema.
+        let older = message("Which harbour? Here is a form.", 150.0, Some(schema));
+        let q = question(&asked_again, Some(&older), &answered);
+        assert_eq!(q.text, "Which harbour?");
+        assert!(q.schema.is_none());
+        // A new reason wins over any message.
+        let new_reason = task(
+            TaskState::InputRequired,
+            Some(json!("Kiel is full: Lübeck?")),
+        );
+        let q = question(&new_reason, Some(&newer), &answered);
+        assert_eq!(q.text, "Kiel is full: Lübeck?");
     }
 
     #[test]

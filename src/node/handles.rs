@@ -70,6 +70,12 @@ pub struct TaskHandle {
     pub answers: u32,
     /// The client stopped waiting ([`HandleKind::Reply`]; an ACP task is cancelled instead).
     pub cancelled: bool,
+    /// The question the client last answered, and when (Unix time): a worker that asks again
+    /// keeps its earlier reason in the task unless it gives a new one, so what was already
+    /// answered must not be shown as the new question, nor an older message as its words.
+    pub answered: Option<String>,
+    /// When that answer was sent.
+    pub answered_at: Option<f64>,
 }
 
 impl TaskHandle {
@@ -113,7 +119,9 @@ pub(crate) fn migration() -> String {
         ttl_ms       INTEGER NOT NULL,
         expires_at   REAL NOT NULL,
         answers      INTEGER NOT NULL DEFAULT 0,
-        cancelled    INTEGER NOT NULL DEFAULT 0
+        cancelled    INTEGER NOT NULL DEFAULT 0,
+        answered     TEXT,
+        answered_at  REAL
      );
      CREATE INDEX task_handles_by_expiry ON task_handles(expires_at);"
         .to_owned()
@@ -123,8 +131,9 @@ pub(crate) fn migration() -> String {
 pub(crate) fn upsert(tx: &rusqlite::Transaction<'_>, h: &TaskHandle) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO task_handles(id, kind, task_id, context_id, peer_id, message_id,
-            created_at, created_unix, since, ttl_ms, expires_at, answers, cancelled)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            created_at, created_unix, since, ttl_ms, expires_at, answers, cancelled, answered,
+            answered_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         h.id,
@@ -140,6 +149,8 @@ pub(crate) fn upsert(tx: &rusqlite::Transaction<'_>, h: &TaskHandle) -> rusqlite
         h.expires_at(),
         h.answers,
         h.cancelled,
+        h.answered,
+        h.answered_at,
     ])?;
     Ok(())
 }
@@ -155,7 +166,7 @@ pub(crate) fn drop_expired(tx: &rusqlite::Transaction<'_>, now: f64) -> rusqlite
 fn read(conn: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<TaskHandle>> {
     conn.query_row(
         "SELECT id, kind, task_id, context_id, peer_id, message_id, created_at, created_unix,
-                since, ttl_ms, answers, cancelled
+                since, ttl_ms, answers, cancelled, answered, answered_at
            FROM task_handles WHERE id = ?1",
         params![id],
         |r| {
@@ -173,6 +184,8 @@ fn read(conn: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<TaskHa
                 ttl_ms: r.get::<_, i64>(9)?.max(0) as u64,
                 answers: r.get(10)?,
                 cancelled: r.get(11)?,
+                answered: r.get(12)?,
+                answered_at: r.get(13)?,
             })
         },
     )
@@ -198,6 +211,8 @@ impl Node {
             ttl_ms: new.ttl_ms,
             answers: 0,
             cancelled: false,
+            answered: None,
+            answered_at: None,
         };
         let store = self.store();
         store.write(WriteOp::DropExpiredHandles(handle.created_unix));
@@ -260,6 +275,8 @@ mod tests {
         assert!(long.id.starts_with("mcptask_"));
         let mut changed = node.handle(&long.id).await.unwrap();
         changed.answers = 2;
+        changed.answered = Some("Which harbour?".into());
+        changed.answered_at = Some(now_unix());
         node.save_handle(&changed).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let err = node.handle(&short.id).await.unwrap_err();
