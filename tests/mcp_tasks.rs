@@ -19,17 +19,23 @@ use rmcp::model::{
     ElicitationCapability, GetTaskParams, Implementation, InputRequest, ProtocolVersion,
     TaskPayload, TaskStatus, UpdateTaskParams,
 };
-use rmcp::service::{ClientLifecycleMode, ClientServiceExt, RequestContext, RunningService};
+use rmcp::model::{DetailedTask, TaskStatusNotificationParams};
+use rmcp::service::{
+    ClientLifecycleMode, ClientServiceExt, NotificationContext, RequestContext, RunningService,
+};
 use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, ErrorData, Peer, RoleClient, ServiceExt};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
-/// An MCP host: with or without the tasks extension, and answering consent forms.
+/// An MCP host: with or without the tasks extension, answering consent forms, and
+/// recording the `notifications/tasks` it gets.
 #[derive(Clone)]
 struct Host {
     tasks: bool,
     elicitation: bool,
     accept_keys: bool,
+    statuses: Option<mpsc::UnboundedSender<DetailedTask>>,
 }
 
 impl Host {
@@ -38,15 +44,34 @@ impl Host {
             tasks: true,
             elicitation: false,
             accept_keys: false,
+            statuses: None,
         }
     }
 
     fn plain() -> Host {
         Host {
             tasks: false,
-            elicitation: false,
-            accept_keys: false,
+            ..Host::with_tasks()
         }
+    }
+
+    fn consenting(accept_keys: bool) -> Host {
+        Host {
+            tasks: false,
+            elicitation: true,
+            accept_keys,
+            statuses: None,
+        }
+    }
+
+    /// A tasks host that hands out the task statuses pushed to it.
+    fn listening() -> (Host, mpsc::UnboundedReceiver<DetailedTask>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let host = Host {
+            statuses: Some(tx),
+            ..Host::with_tasks()
+        };
+        (host, rx)
     }
 }
 
@@ -60,6 +85,16 @@ impl ClientHandler for Host {
             caps.elicitation = Some(ElicitationCapability::default());
         }
         ClientConfig::new(caps, Implementation::new("acp-relay-task-tests", "0"))
+    }
+
+    async fn on_task_status(
+        &self,
+        params: TaskStatusNotificationParams,
+        _: NotificationContext<RoleClient>,
+    ) {
+        if let Some(tx) = &self.statuses {
+            let _ = tx.send(params.task);
+        }
     }
 
     async fn create_elicitation(
@@ -178,6 +213,25 @@ async fn wait_status(client: &Peer<RoleClient>, id: &str, status: TaskStatus) ->
     }
 }
 
+/// The next `notifications/tasks` about `handle` in `status` (the ones before it are
+/// skipped), within 10 s.
+async fn next_pushed(
+    pushed: &mut mpsc::UnboundedReceiver<DetailedTask>,
+    handle: &str,
+    status: TaskStatus,
+) -> DetailedTask {
+    loop {
+        let task = tokio::time::timeout(Duration::from_secs(10), pushed.recv())
+            .await
+            .unwrap_or_else(|_| panic!("notifications/tasks: no {status:?} in time"))
+            .expect("the channel");
+        assert_eq!(task.task.task_id, handle);
+        if task.status() == status {
+            return task;
+        }
+    }
+}
+
 /// The one form of an `input_required` payload: (key, message, schema as JSON).
 fn the_form(payload: &TaskPayload) -> (String, String, Value) {
     let TaskPayload::InputRequired { input_requests } = payload else {
@@ -257,7 +311,8 @@ async fn texts_on(b: &TestNode, task_id: &str) -> Vec<Value> {
 async fn a_delegated_task_is_an_mcp_task_with_a_question_and_a_result() {
     let lab = Lab::new();
     let b = lab.start("beta").await;
-    let a = spawn_stdio(&lab.root.path().join("alpha"), "alpha", Host::with_tasks()).await;
+    let (host, mut pushed) = Host::listening();
+    let a = spawn_stdio(&lab.root.path().join("alpha"), "alpha", host).await;
     let info = a.peer_info().expect("server info");
     assert!(
         info.capabilities.supports_tasks(),
@@ -304,6 +359,9 @@ async fn a_delegated_task_is_an_mcp_task_with_a_question_and_a_result() {
     );
     assert!(message.contains("beta"), "names who asks: {message}");
     assert_eq!(schema["properties"]["answer"]["type"], "string", "{schema}");
+    // The session was told (notifications/tasks), with the same form.
+    let told = next_pushed(&mut pushed, &handle, TaskStatus::InputRequired).await;
+    assert_eq!(the_form(&told.payload).0, key);
 
     // A wrong key, then the right answer.
     let wrong = a
@@ -372,6 +430,9 @@ async fn a_delegated_task_is_an_mcp_task_with_a_question_and_a_result() {
         "{}",
         text_of(&result)
     );
+    // The session was told of the result too.
+    let done = next_pushed(&mut pushed, &handle, TaskStatus::Completed).await;
+    assert!(matches!(done.payload, TaskPayload::Completed { .. }));
     let structured = result.structured_content.expect("structured");
     assert_eq!(structured["id"], id.as_str());
     assert_eq!(structured["status"], "completed");
@@ -724,11 +785,7 @@ async fn a_changed_peer_key_is_asked_about_through_an_input_request() {
     assert_eq!(r.structured_content.unwrap()["connected"], false);
 
     // A 2026-07-28 client with forms, whose user declines: the key stays refused.
-    let declining = Host {
-        tasks: false,
-        elicitation: true,
-        accept_keys: false,
-    };
+    let declining = Host::consenting(false);
     let client = connect_2026(&a, declining).await;
     let asked = call_once(&client, "acp_connect", json!({"link": bare})).await;
     let CallToolResponse::InputRequired(asked) = asked else {
@@ -757,11 +814,7 @@ async fn a_changed_peer_key_is_asked_about_through_an_input_request() {
     client.cancel().await.unwrap();
 
     // One whose user accepts: the call goes on and connects with the new key.
-    let accepting = Host {
-        tasks: false,
-        elicitation: true,
-        accept_keys: true,
-    };
+    let accepting = Host::consenting(true);
     let client = connect_2026(&a, accepting).await;
     let r = client
         .call_tool(params("acp_connect", json!({"link": bare})))

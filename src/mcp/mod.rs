@@ -35,6 +35,9 @@ answer instead of polling. Tasks: acp_task_create hands work to the peer; the wo
 with acp_task_update (working → completed with a result, or failed); check with acp_task_get. \
 acp_peers and acp_status show who is connected.";
 
+/// Most task handles a session gets `notifications/tasks` for.
+const PUSHED_HANDLES: usize = 1000;
+
 /// Log levels of MCP, in order.
 const LEVELS: [&str; 8] = [
     "debug",
@@ -56,6 +59,9 @@ pub struct AcpMcp {
     /// Minimum level for logging notifications; `None` until the client sets one.
     log_level: Arc<Mutex<Option<usize>>>,
     forwarding: Arc<std::sync::atomic::AtomicBool>,
+    /// The task handles this session was given, newest last: their changes are pushed to it
+    /// as `notifications/tasks` (see `notify`).
+    task_handles: Arc<Mutex<Vec<crate::node::handles::TaskHandle>>>,
 }
 
 impl AcpMcp {
@@ -67,6 +73,18 @@ impl AcpMcp {
             subscriptions: Arc::default(),
             log_level: Arc::default(),
             forwarding: Arc::default(),
+            task_handles: Arc::default(),
+        }
+    }
+
+    /// Remembers a handle given to this session, so its changes are pushed to it (at most
+    /// [`PUSHED_HANDLES`], oldest forgotten first: the client can still poll those).
+    fn remember_handle(&self, handle: crate::node::handles::TaskHandle) {
+        if let Ok(mut list) = self.task_handles.lock() {
+            if list.len() >= PUSHED_HANDLES {
+                list.remove(0);
+            }
+            list.push(handle);
         }
     }
 

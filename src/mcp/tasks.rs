@@ -111,8 +111,8 @@ fn base_task(node: &Node, h: &TaskHandle, status: TaskStatus, updated_at: &str) 
         .with_poll_interval_ms(poll_interval_ms(node, h.peer_id.as_deref()))
 }
 
-/// The handle answered for an ACP task, created (and committed) first.
-pub async fn for_acp_task(node: &Node, task: &Task) -> NodeResult<CreateTaskResult> {
+/// The handle answered for an ACP task, created (and committed) first, with the handle.
+pub async fn for_acp_task(node: &Node, task: &Task) -> NodeResult<(CreateTaskResult, TaskHandle)> {
     let h = node
         .create_handle(NewHandle {
             kind: HandleKind::Task,
@@ -141,7 +141,7 @@ pub async fn for_acp_task(node: &Node, task: &Task) -> NodeResult<CreateTaskResu
     }
     let mut result = CreateTaskResult::new(seed);
     result.meta = handle_meta(Some(&task.id));
-    Ok(result)
+    Ok((result, h))
 }
 
 /// What a reply handle waits for.
@@ -156,8 +156,8 @@ pub struct ReplyWait {
     pub since: f64,
 }
 
-/// The handle answered for a message whose reply the client waits for.
-pub async fn for_reply(node: &Node, wait: ReplyWait) -> NodeResult<CreateTaskResult> {
+/// The handle answered for a message whose reply the client waits for, with the handle.
+pub async fn for_reply(node: &Node, wait: ReplyWait) -> NodeResult<(CreateTaskResult, TaskHandle)> {
     let h = node
         .create_handle(NewHandle {
             kind: HandleKind::Reply,
@@ -175,7 +175,62 @@ pub async fn for_reply(node: &Node, wait: ReplyWait) -> NodeResult<CreateTaskRes
             peer_name(node, Some(&wait.peer_id)),
             wait.context_id
         ));
-    Ok(CreateTaskResult::new(seed))
+    Ok((CreateTaskResult::new(seed), h))
+}
+
+/// What changed, as a node event tells it: an ACP task, or a conversation a peer wrote in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// The ACP task's state, artifacts or messages.
+    Task(String),
+    /// A message from this peer in this conversation.
+    Conversation {
+        /// The peer.
+        peer_id: String,
+        /// The conversation.
+        context_id: String,
+    },
+}
+
+fn concerns(h: &TaskHandle, change: &Change) -> bool {
+    match (h.kind, change) {
+        (HandleKind::Task, Change::Task(id)) => h.task_id.as_ref() == Some(id),
+        (
+            HandleKind::Reply,
+            Change::Conversation {
+                peer_id,
+                context_id,
+            },
+        ) => h.peer_id.as_ref() == Some(peer_id) && h.context_id.as_ref() == Some(context_id),
+        _ => false,
+    }
+}
+
+/// The current state of each of `handles` that `change` concerns, for `notifications/tasks`;
+/// a handle that is finished (or gone) is removed from `handles`, so it is pushed once more
+/// at most.
+pub async fn changed(
+    node: &Node,
+    handles: &std::sync::Mutex<Vec<TaskHandle>>,
+    change: &Change,
+) -> Vec<DetailedTask> {
+    let concerned: Vec<TaskHandle> = handles
+        .lock()
+        .map(|l| l.iter().filter(|h| concerns(h, change)).cloned().collect())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for h in concerned {
+        let detail = match node.handle(&h.id).await {
+            Ok(fresh) => detail(node, &fresh).await.ok(),
+            Err(_) => None,
+        };
+        let finished = detail.as_ref().is_none_or(|d| d.status().is_terminal());
+        if finished && let Ok(mut l) = handles.lock() {
+            l.retain(|x| x.id != h.id);
+        }
+        out.extend(detail);
+    }
+    out
 }
 
 fn peer_name(node: &Node, peer_id: Option<&str>) -> String {

@@ -381,7 +381,9 @@ impl AcpMcp {
                 message_id: out.message_id.clone(),
                 since,
             };
-            return Ok(node_try!(tasks::for_reply(&self.node, wait).await).into());
+            let (created, handle) = node_try!(tasks::for_reply(&self.node, wait).await);
+            self.remember_handle(handle);
+            return Ok(created.into());
         }
         let delivery = match out.delivery {
             Delivery::Sent => "delivered",
@@ -712,7 +714,9 @@ impl AcpMcp {
         let task = node_try!(self.node.task(&task.id));
         if tasks::client_wants_tasks(&context) {
             // The handle is committed before it is answered.
-            return Ok(node_try!(tasks::for_acp_task(&self.node, &task).await).into());
+            let (created, handle) = node_try!(tasks::for_acp_task(&self.node, &task).await);
+            self.remember_handle(handle);
+            return Ok(created.into());
         }
         let task = serde_json::to_value(task).unwrap_or_default();
         let verb = if is_new { "Created" } else { "Already exists:" };
