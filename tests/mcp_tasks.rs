@@ -881,3 +881,47 @@ async fn a_2026_client_gets_tasks_per_request_and_hears_of_changes_on_listen() {
     );
     a.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_changed_key_of_a_peer_that_dialled_us_is_asked_about_by_its_name() {
+    let lab = Lab::new();
+    let a = lab.start("alpha").await;
+    let mut cfg = lab.config("beta");
+    cfg.port = free_port();
+    let b = common::start_with(cfg.clone()).await;
+    // B dials A with a bare link; A pins B's key on first contact.
+    let bare = a.link().split('?').next().unwrap().to_owned();
+    let (s, r) = b.post("/peers/connect", json!({"link": bare})).await;
+    assert_eq!(s, 200, "{r}");
+    eventually(10, "pinned on alpha", || async {
+        a.peer_named("beta").await["verified"] == true
+    })
+    .await;
+    // B comes back with another key and redials by itself: A refuses it.
+    b.stop().await;
+    cfg.identity_file = Some(lab.root.path().join("beta-new-identity.json"));
+    let b = common::start_with(cfg).await;
+    let new_did = b.get("/status").await.1["did"].clone();
+    eventually(40, "refused for the key change", || async {
+        a.peer_named("beta").await["identity"]["key_change"]["presented_did"] == new_did
+    })
+    .await;
+
+    let client = connect_2026(&a, Host::consenting(true)).await;
+    let r = client
+        .call_tool(params("acp_connect", json!({"link": "beta"})))
+        .await
+        .expect("the call goes on after the answer");
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+    assert!(
+        text_of(&r).contains("Accepted the new key"),
+        "{}",
+        text_of(&r)
+    );
+    eventually(40, "beta back with its new key", || async {
+        let p = a.peer_named("beta").await;
+        p["connected"] == true && p["did"] == new_did
+    })
+    .await;
+    client.cancel().await.unwrap();
+}

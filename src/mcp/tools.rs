@@ -215,10 +215,19 @@ impl AcpMcp {
                         .map(Into::into);
                     }
                     let expected = change.presented_did.clone().map(Value::String);
-                    node_try!(
+                    let r = node_try!(
                         self.node
                             .accept_peer_key(&change.peer_id, expected.as_ref())
                     );
+                    if crate::wire::link::Link::parse(&args.link).is_err() {
+                        // A peer that dialled us (named by id or name): it comes back itself.
+                        let summary = format!(
+                            "Accepted the new key of {}: {}.",
+                            change.peer_id,
+                            r["pinned_did"].as_str().unwrap_or("no key")
+                        );
+                        return ok(summary, &as_object(r)).map(Into::into);
+                    }
                 }
                 // Nothing asked yet, or the peer presented yet another key since the form
                 // was shown: ask (again), about the key there is now.
