@@ -20,7 +20,8 @@
 //!   files are embedded from `assets/inbox/`); thin over the node. Its
 //!   `guard` (Host, Origin, API token, content type) and `body_limit` wrap every route of
 //!   the HTTP port, MCP's included.
-//! - [`mcp`] — the rmcp server: 14 tools, resources, notifications; on stdio and at `/mcp`.
+//! - [`mcp`] — the rmcp server: 14 tools, resources, notifications, MCP tasks (delegated
+//!   work as task handles the client polls) and input requests; on stdio and at `/mcp`.
 //! - [`server`] — a node with its listeners, as started by the CLI and the tests.
 //! - [`cli`] — the client subcommands (`link`, `send`, `recv`, `watch`, `peers`, `tasks`, …)
 //!   that talk to a running node's REST API.

@@ -99,7 +99,7 @@ async fn check_old_rows(node: &TestNode) {
 }
 
 /// The store after the node stopped: current schema, intact, incremental vacuum on, every row.
-fn check_migrated_file(path: &Path, page_size: i64) {
+fn check_migrated_file(path: &Path, version: i64, page_size: i64) {
     let conn = rusqlite::Connection::open(path).unwrap();
     let pragma = |name: &str| -> i64 { conn.pragma_query_value(None, name, |r| r.get(0)).unwrap() };
     assert_eq!(
@@ -123,9 +123,19 @@ fn check_migrated_file(path: &Path, page_size: i64) {
     );
     assert_eq!(count("SELECT count(*) FROM messages_fts"), 6);
     assert_eq!(
+        count("SELECT count(*) FROM peer_stored WHERE peer_id = 'peer_001'"),
+        1,
+        "inbound bytes per peer (v6)"
+    );
+    assert_eq!(
         count("SELECT count(*) FROM webhooks"),
+        i64::from(version >= 7),
+        "v7's table, with the v7 fixture's webhook kept"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM task_handles"),
         0,
-        "v7's table, empty"
+        "the task handles table exists (v8), empty"
     );
 }
 
@@ -144,7 +154,7 @@ async fn migrates(version: i64, page_size: i64) {
     let node = start_with(keep_everything(dir)).await;
     check_old_rows(&node).await;
     node.stop().await;
-    check_migrated_file(&path, page_size);
+    check_migrated_file(&path, version, page_size);
 }
 
 #[tokio::test]
@@ -177,6 +187,11 @@ async fn a_v6_store_migrates_and_keeps_its_rows() {
     migrates(6, 1024).await;
 }
 
+#[tokio::test]
+async fn a_v7_store_migrates_and_keeps_its_rows() {
+    migrates(7, 1024).await;
+}
+
 /// `acp-relay restore` takes an old backup as it is; the node migrates it at its start.
 #[tokio::test]
 async fn an_old_backup_restores_and_migrates() {
@@ -202,5 +217,5 @@ async fn an_old_backup_restores_and_migrates() {
     let node = start_with(keep_everything(target.clone())).await;
     check_old_rows(&node).await;
     node.stop().await;
-    check_migrated_file(&target.join("node.db"), 4096);
+    check_migrated_file(&target.join("node.db"), 1, 4096);
 }

@@ -527,3 +527,80 @@ fn prop_mcp_tool_arguments() {
     assert_eq!(tools.len(), common::MCP_TOOLS.len());
     s.rt.block_on(client.cancel()).expect("MCP session closes");
 }
+
+/// Arbitrary `tasks/get`, `tasks/update` and `tasks/cancel` requests from a client with the
+/// tasks extension, about a real handle (of a task waiting for input) or any string, with
+/// any input responses: each ends in a result or a JSON-RPC error, never a transport
+/// failure, and the real handle still answers.
+#[test]
+fn prop_mcp_task_requests() {
+    use rmcp::model::{
+        CallToolResponse, CancelTaskParams, ClientCapabilities, ClientConfig, GetTaskParams,
+        Implementation, UpdateTaskParams,
+    };
+    let s = shared();
+    let caps = ClientCapabilities::builder().enable_tasks().build();
+    let (client, handle) = s.rt.block_on(async {
+        let transport =
+            rmcp::transport::StreamableHttpClientTransport::from_uri(format!("{}/mcp", s.node.url));
+        let client = ClientConfig::new(caps, Implementation::new("props", "0"))
+            .serve(transport)
+            .await
+            .expect("MCP initialize over HTTP");
+        let create = CallToolRequestParams::new("acp_task_create").with_arguments(
+            json!({"text": "asks a question", "delegate": false})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        );
+        let Ok(CallToolResponse::Task(created)) = client.peer().call_tool_once(create).await else {
+            panic!("a task for a tasks client");
+        };
+        let (s2, task) = s.node.get("/tasks?limit=1").await;
+        assert_eq!(s2, 200);
+        let id = task["tasks"][0]["id"].as_str().unwrap().to_owned();
+        let (st, body) = s
+            .node
+            .post(
+                &format!("/tasks/{id}:update"),
+                json!({"status": "input_required", "error": "which one?"}),
+            )
+            .await;
+        assert_eq!(st, 200, "{body}");
+        (client, created.task.task_id)
+    });
+    let ids = prop_oneof![Just(handle.clone()), any::<String>()];
+    let responses = proptest::collection::btree_map(
+        prop_oneof![Just("question-1".to_owned()), any::<String>()],
+        arb::arb_json(),
+        0..3,
+    );
+    run(MCP_CASES, (ids, responses), |(id, responses)| {
+        s.rt.block_on(async {
+            let peer = client.peer();
+            let outcomes = [
+                peer.get_task(GetTaskParams::new(id.clone())).await.err(),
+                peer.update_task(UpdateTaskParams::new(id.clone(), responses))
+                    .await
+                    .err(),
+                if id == handle {
+                    None
+                } else {
+                    peer.cancel_task(CancelTaskParams::new(id.clone()))
+                        .await
+                        .err()
+                },
+            ];
+            for e in outcomes.into_iter().flatten() {
+                prop_assert!(
+                    matches!(e, ServiceError::McpError(_)),
+                    "transport failure: {e}"
+                );
+            }
+            Ok(())
+        })
+    });
+    s.rt.block_on(client.peer().get_task(GetTaskParams::new(handle)))
+        .expect("the handle still answers");
+    s.rt.block_on(client.cancel()).expect("MCP session closes");
+}

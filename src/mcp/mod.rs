@@ -7,9 +7,11 @@
 // today's hosts implement, so this module keeps using them.
 #![allow(deprecated)]
 
+mod forms;
 mod notify;
 pub mod params;
 mod resources;
+mod tasks;
 mod tools;
 
 use std::collections::HashSet;
@@ -19,6 +21,8 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::*;
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool_handler};
+
+use serde_json::Value;
 
 use crate::node::Node;
 
@@ -30,6 +34,9 @@ acp_receive reads replies — pass back its cursor each time and use wait_second
 answer instead of polling. Tasks: acp_task_create hands work to the peer; the worker reports \
 with acp_task_update (working → completed with a result, or failed); check with acp_task_get. \
 acp_peers and acp_status show who is connected.";
+
+/// Most task handles a session gets `notifications/tasks` for.
+const PUSHED_HANDLES: usize = 1000;
 
 /// Log levels of MCP, in order.
 const LEVELS: [&str; 8] = [
@@ -52,6 +59,9 @@ pub struct AcpMcp {
     /// Minimum level for logging notifications; `None` until the client sets one.
     log_level: Arc<Mutex<Option<usize>>>,
     forwarding: Arc<std::sync::atomic::AtomicBool>,
+    /// The task handles this session was given, newest last: their changes are pushed to it
+    /// as `notifications/tasks` (see `notify`).
+    task_handles: Arc<Mutex<Vec<crate::node::handles::TaskHandle>>>,
 }
 
 impl AcpMcp {
@@ -63,6 +73,18 @@ impl AcpMcp {
             subscriptions: Arc::default(),
             log_level: Arc::default(),
             forwarding: Arc::default(),
+            task_handles: Arc::default(),
+        }
+    }
+
+    /// Remembers a handle given to this session, so its changes are pushed to it (at most
+    /// [`PUSHED_HANDLES`], oldest forgotten first: the client can still poll those).
+    fn remember_handle(&self, handle: crate::node::handles::TaskHandle) {
+        if let Ok(mut list) = self.task_handles.lock() {
+            if list.len() >= PUSHED_HANDLES {
+                list.remove(0);
+            }
+            list.push(handle);
         }
     }
 
@@ -89,10 +111,60 @@ impl ServerHandler for AcpMcp {
                 .enable_resources_subscribe()
                 .enable_resources_list_changed()
                 .enable_logging()
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(Implementation::new("acp-relay", env!("CARGO_PKG_VERSION")))
         .with_instructions(INSTRUCTIONS.to_owned())
+    }
+
+    async fn list_tools(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let mut tools = self.tool_router.list_all();
+        if !tasks::client_wants_tasks(&context) {
+            // A client without the tasks extension sees the tools exactly as before it.
+            for tool in &mut tools {
+                hide_task_arguments(tool);
+            }
+        }
+        let cache_hints = context
+            .protocol_version()
+            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
+        Ok(ListToolsResult {
+            result_type: Some(ResultType::COMPLETE),
+            tools,
+            meta: None,
+            next_cursor: None,
+            ttl_ms: cache_hints.then_some(0),
+            cache_scope: cache_hints.then_some(CacheScope::Public),
+        })
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, McpError> {
+        tasks::get(&self.node, &request.task_id).await
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        tasks::update(&self.node, request).await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        tasks::cancel(&self.node, &request.task_id).await
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
@@ -193,6 +265,23 @@ impl ServerHandler for AcpMcp {
             subs.remove(&request.uri);
         }
         Ok(())
+    }
+}
+
+/// Arguments that only mean something to a client with the tasks extension.
+const TASK_ARGUMENTS: [(&str, &str); 1] = [("acp_send", "wait_for_reply")];
+
+/// Removes the task-only arguments from a tool's input schema.
+fn hide_task_arguments(tool: &mut Tool) {
+    for (name, field) in TASK_ARGUMENTS {
+        if tool.name != name {
+            continue;
+        }
+        let mut schema = (*tool.input_schema).clone();
+        if let Some(Value::Object(props)) = schema.get_mut("properties") {
+            props.shift_remove(field);
+        }
+        tool.input_schema = Arc::new(schema);
     }
 }
 

@@ -5,7 +5,10 @@
 //!
 //! One mapping ([`notes_for`]) feeds both ways clients subscribe: the `resources/subscribe`
 //! of today's hosts (a forwarder per session) and the `subscriptions/listen` stream of the
-//! 2026-07-28 protocol (one loop per listen request).
+//! 2026-07-28 protocol (one loop per listen request). A session also gets
+//! `notifications/tasks` for the task handles it was given (the tasks extension); a listen
+//! stream cannot carry them (rmcp 3.11's subscription filter has no tasks), so there the
+//! task's resource (`acp://tasks/{id}`) stands in.
 
 #![allow(deprecated)]
 
@@ -14,12 +17,14 @@ use std::sync::atomic::Ordering;
 use rmcp::RoleServer;
 use rmcp::model::{
     LoggingLevel, LoggingMessageNotificationParam, ResourceUpdatedNotificationParam,
+    ServerNotification, TaskStatusNotification, TaskStatusNotificationParams,
 };
 use rmcp::service::{Peer, SubscriptionContext};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::resources::{CARD, INBOX, PEERS, STATUS, TASK_PREFIX};
+use super::tasks::Change;
 use super::{AcpMcp, LEVELS};
 use crate::node::Node;
 use crate::node::events::Event;
@@ -32,23 +37,42 @@ enum Note {
     ListChanged,
     /// A logging notification (only once the client set a level at or below it).
     Log(LoggingLevel, Value),
+    /// `notifications/tasks` for the session's task handles this change concerns.
+    Task(Change),
 }
 
 /// What an event means for MCP clients.
 fn notes_for(ev: &Event) -> Vec<Note> {
     match ev.kind.as_str() {
-        "message" if ev.body["direction"] == "inbound" => vec![
-            Note::Updated(INBOX.into()),
-            Note::Log(
-                LoggingLevel::Debug,
-                json!({"event": "message", "from": ev.body["from"], "message_id": ev.body["message_id"]}),
-            ),
-        ],
+        "message" if ev.body["direction"] == "inbound" => {
+            let mut notes = vec![
+                Note::Updated(INBOX.into()),
+                Note::Log(
+                    LoggingLevel::Debug,
+                    json!({"event": "message", "from": ev.body["from"], "message_id": ev.body["message_id"]}),
+                ),
+            ];
+            if let Some(id) = ev.body["task_id"].as_str() {
+                notes.push(Note::Task(Change::Task(id.to_owned())));
+            }
+            if let (Some(peer), Some(ctx)) =
+                (ev.body["peer_id"].as_str(), ev.body["context_id"].as_str())
+            {
+                notes.push(Note::Task(Change::Conversation {
+                    peer_id: peer.to_owned(),
+                    context_id: ctx.to_owned(),
+                }));
+            }
+            notes
+        }
         "status" | "artifact" => {
             let Some(id) = ev.body["task_id"].as_str() else {
                 return Vec::new();
             };
-            let mut notes = vec![Note::Updated(format!("{TASK_PREFIX}{id}"))];
+            let mut notes = vec![
+                Note::Updated(format!("{TASK_PREFIX}{id}")),
+                Note::Task(Change::Task(id.to_owned())),
+            ];
             let new_task = ev.body["state"] == "submitted"
                 || (ev.kind == "status" && ev.body.get("peer_id").is_some());
             if new_task {
@@ -142,6 +166,15 @@ async fn send_to_session(
             .await
             .map_err(|e| e.to_string()),
         Note::Updated(_) => Ok(()),
+        Note::Task(change) => {
+            for task in super::tasks::changed(&handler.node, &handler.task_handles, &change).await {
+                let note = TaskStatusNotification::new(TaskStatusNotificationParams::new(task));
+                peer.send_notification(ServerNotification::TaskStatusNotification(note))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
         Note::ListChanged => peer
             .notify_resource_list_changed()
             .await
@@ -187,7 +220,7 @@ pub async fn listen(node: &Node, context: SubscriptionContext) {
                 .filter(|n| match n {
                     Note::Updated(uri) => wants(uri),
                     Note::ListChanged => list_changed,
-                    Note::Log(..) => false,
+                    Note::Log(..) | Note::Task(_) => false,
                 })
                 .collect();
             async move {
@@ -195,7 +228,7 @@ pub async fn listen(node: &Node, context: SubscriptionContext) {
                     match note {
                         Note::Updated(uri) => sink.notify_resource_updated(uri).await.map_err(|e| e.to_string())?,
                         Note::ListChanged => sink.notify_resource_list_changed().await.map_err(|e| e.to_string())?,
-                        Note::Log(..) => {}
+                        Note::Log(..) | Note::Task(_) => {}
                     }
                 }
                 Ok(())

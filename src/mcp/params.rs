@@ -67,6 +67,10 @@ pub struct SendArgs {
     /// Your own id for this message; sending the same id twice delivers it only once.
     #[serde(default)]
     pub message_id: Option<String>,
+    /// Wait for the peer's reply in this conversation: you get a task to follow (MCP tasks)
+    /// that completes with the reply. Without context_id a new conversation is started.
+    #[serde(default)]
+    pub wait_for_reply: Option<bool>,
 }
 
 /// Arguments of `acp_receive`.

@@ -5,15 +5,21 @@
 use std::time::Duration;
 
 use rmcp::handler::server::common::{schema_for_input, schema_for_output};
+use rmcp::handler::server::tool::{InputResponses, RequestState};
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
-use rmcp::{ErrorData as McpError, tool, tool_router};
+use rmcp::model::{
+    CallToolResponse, CallToolResult, ContentBlock, InputRequiredResult, JsonObject,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, tool, tool_router};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::AcpMcp;
+use super::forms;
 use super::params::*;
+use super::tasks::{self, ReplyWait};
 use crate::node::error::{ErrorCode, NodeError};
 use crate::node::message::MessageRow;
 use crate::node::message::{SendRequest, text_part};
@@ -22,6 +28,10 @@ use crate::node::task::TaskState;
 use crate::node::{Delivery, MessageQuery, ReceiveFilter, TaskQuery};
 
 type ToolResult = Result<CallToolResult, McpError>;
+
+/// The result of a tool that may also answer with a task (tasks extension) or an input
+/// request (MRTR).
+type ToolResponse = Result<CallToolResponse, McpError>;
 
 /// Input schema of an argument type (what the LLM sees).
 fn input<T: schemars::JsonSchema + 'static>() -> std::sync::Arc<JsonObject> {
@@ -68,11 +78,13 @@ fn fail(e: NodeError) -> ToolResult {
     ))]))
 }
 
+// Both macros return into a tool's own result type: `CallToolResult`, or `CallToolResponse`
+// for the tools that may also answer with a task or an input request.
 macro_rules! args {
     ($args:expr) => {
         match parse($args) {
             Ok(v) => v,
-            Err(r) => return Ok(*r),
+            Err(r) => return Ok((*r).into()),
         }
     };
 }
@@ -81,12 +93,13 @@ macro_rules! node_try {
     ($e:expr) => {
         match $e {
             Ok(v) => v,
-            Err(err) => return fail(err),
+            Err(err) => return fail(err).map(Into::into),
         }
     };
 }
 
-fn message_view(m: &MessageRow) -> ReceivedMessage {
+/// A received message as the tools (and a completed reply task) show it.
+pub(super) fn message_view(m: &MessageRow) -> ReceivedMessage {
     let verified = m.frame.get("_ed25519_verified") == Some(&Value::Bool(true));
     let sender_did = m.frame["identity"]["public_key"]
         .as_str()
@@ -111,6 +124,21 @@ fn message_view(m: &MessageRow) -> ReceivedMessage {
         verified,
         sender_did,
     }
+}
+
+/// What the consent form shows as the new key (`requestState`: an answer counts only for
+/// the key that was shown).
+fn key_shown(change: &crate::node::identity::PendingKeyChange) -> &str {
+    change.presented_did.as_deref().unwrap_or("none")
+}
+
+/// The consent question for a changed key, as an MRTR input request.
+fn consent_request(change: &crate::node::identity::PendingKeyChange) -> CallToolResponse {
+    InputRequiredResult::new(
+        Some(forms::key_consent_requests(change)),
+        Some(key_shown(change).to_owned()),
+    )
+    .into()
 }
 
 fn task_summary(task: &Value) -> String {
@@ -160,8 +188,53 @@ impl AcpMcp {
         output_schema = schema_for_output::<ConnectResult>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
     )]
-    async fn acp_connect(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+    async fn acp_connect(
+        &self,
+        context: RequestContext<RoleServer>,
+        InputResponses(responses): InputResponses,
+        RequestState(shown): RequestState,
+        Parameters(args): Parameters<JsonObject>,
+    ) -> ToolResponse {
         let args: ConnectArgs = args!(args);
+        // A client that takes input requests is asked about a changed key (a form) instead
+        // of being told which argument accepts it; the call goes on with its answer.
+        let asks =
+            tasks::client_takes_input_requests(&context) && args.accept_new_key != Some(true);
+        if asks {
+            let answer = responses.as_ref().and_then(|r| r.get(forms::CONSENT_KEY));
+            match (self.node.pending_key_change(&args.link), answer) {
+                (Some(change), Some(answer)) if shown.as_deref() == Some(key_shown(&change)) => {
+                    if !forms::accepts_key(answer) {
+                        return fail(NodeError::new(
+                            ErrorCode::KeyMismatch,
+                            format!(
+                                "the new key of peer {} was not accepted: its connection stays refused",
+                                change.name
+                            ),
+                        ))
+                        .map(Into::into);
+                    }
+                    let expected = change.presented_did.clone().map(Value::String);
+                    let r = node_try!(
+                        self.node
+                            .accept_peer_key(&change.peer_id, expected.as_ref())
+                    );
+                    if crate::wire::link::Link::parse(&args.link).is_err() {
+                        // A peer that dialled us (named by id or name): it comes back itself.
+                        let summary = format!(
+                            "Accepted the new key of {}: {}.",
+                            change.peer_id,
+                            r["pinned_did"].as_str().unwrap_or("no key")
+                        );
+                        return ok(summary, &as_object(r)).map(Into::into);
+                    }
+                }
+                // Nothing asked yet, or the peer presented yet another key since the form
+                // was shown: ask (again), about the key there is now.
+                (Some(change), _) => return Ok(consent_request(&change)),
+                (None, _) => {}
+            }
+        }
         if args.accept_new_key == Some(true) {
             if crate::wire::link::Link::parse(&args.link).is_ok() {
                 node_try!(self.node.accept_key_of_link(&args.link));
@@ -173,7 +246,7 @@ impl AcpMcp {
                     "Accepted the new key of {id}: {}.",
                     r["pinned_did"].as_str().unwrap_or("no key")
                 );
-                return ok(summary, &as_object(r));
+                return ok(summary, &as_object(r)).map(Into::into);
             }
         }
         let r = node_try!(self.node.connect(&args.link, args.name.as_deref()));
@@ -186,6 +259,12 @@ impl AcpMcp {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
         while !self.node.peer_is_connected(&peer_id) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        if asks
+            && !self.node.peer_is_connected(&peer_id)
+            && let Some(change) = self.node.pending_key_change(&peer_id)
+        {
+            return Ok(consent_request(&change));
         }
         let peer = node_try!(self.node.peer(&peer_id));
         let result = ConnectResult {
@@ -229,7 +308,7 @@ impl AcpMcp {
                     .unwrap_or_default()
             )
         };
-        ok(summary, &result)
+        ok(summary, &result).map(Into::into)
     }
 
     #[tool(
@@ -238,8 +317,15 @@ impl AcpMcp {
         output_schema = schema_for_output::<SendResult>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
     )]
-    async fn acp_send(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+    async fn acp_send(
+        &self,
+        context: RequestContext<RoleServer>,
+        Parameters(args): Parameters<JsonObject>,
+    ) -> ToolResponse {
         let args: SendArgs = args!(args);
+        // Only a client that takes tasks can wait for the reply; others are sent as before.
+        let wait_for_reply =
+            args.wait_for_reply == Some(true) && tasks::client_wants_tasks(&context);
         let mut parts = Vec::new();
         if let Some(t) = args.text.as_deref().filter(|t| !t.is_empty()) {
             parts.push(text_part(t));
@@ -257,11 +343,12 @@ impl AcpMcp {
         if parts.is_empty() {
             return fail(NodeError::invalid(
                 "nothing to send: give `text`, `data` or `files`",
-            ));
+            ))
+            .map(Into::into);
         }
         let role = args.role.unwrap_or_else(|| "user".into());
         if role != "user" && role != "agent" {
-            return fail(NodeError::invalid("role must be 'user' or 'agent'"));
+            return fail(NodeError::invalid("role must be 'user' or 'agent'")).map(Into::into);
         }
         let (mut peer, mut context_id, mut task_id) = (args.peer, args.context_id, args.task_id);
         if let Some(original) = &args.reply_to {
@@ -269,12 +356,18 @@ impl AcpMcp {
             let Some(m) = found else {
                 return fail(NodeError::not_found(format!(
                     "no received message with id '{original}' to reply to"
-                )));
+                )))
+                .map(Into::into);
             };
             peer = peer.or(m.peer_id);
             context_id = context_id.or(m.context_id);
             task_id = task_id.or(m.task_id);
         }
+        if wait_for_reply && context_id.is_none() {
+            // The reply is recognised by its conversation.
+            context_id = Some(crate::node::ids::make_id("ctx"));
+        }
+        let since = crate::node::ids::now_unix();
         let req = SendRequest {
             message_id: args.message_id,
             role,
@@ -287,6 +380,20 @@ impl AcpMcp {
             create_task: false,
         };
         let out = node_try!(self.node.send(req).await);
+        if wait_for_reply
+            && out.delivery != Delivery::Duplicate
+            && let Some(context_id) = context_id.clone()
+        {
+            let wait = ReplyWait {
+                peer_id: out.peer_id.clone(),
+                context_id,
+                message_id: out.message_id.clone(),
+                since,
+            };
+            let (created, handle) = node_try!(tasks::for_reply(&self.node, wait).await);
+            self.remember_handle(handle);
+            return Ok(created.into());
+        }
         let delivery = match out.delivery {
             Delivery::Sent => "delivered",
             Delivery::Queued => "queued_offline",
@@ -310,6 +417,7 @@ impl AcpMcp {
                 context_id,
             },
         )
+        .map(Into::into)
     }
 
     #[tool(
@@ -583,7 +691,11 @@ impl AcpMcp {
         input_schema = input::<TaskCreateArgs>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
     )]
-    async fn acp_task_create(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+    async fn acp_task_create(
+        &self,
+        context: RequestContext<RoleServer>,
+        Parameters(args): Parameters<JsonObject>,
+    ) -> ToolResponse {
         let args: TaskCreateArgs = args!(args);
         let mut parts = vec![text_part(&args.text)];
         if let Some(d) = args.data {
@@ -621,12 +733,19 @@ impl AcpMcp {
                     .node
                     .update_task(&task.id, &json!({"status": "failed", "error": format!("not delivered: {}", e.message)}))
                     .await;
-                return fail(e);
+                return fail(e).map(Into::into);
             }
         }
-        let task = serde_json::to_value(node_try!(self.node.task(&task.id))).unwrap_or_default();
+        let task = node_try!(self.node.task(&task.id));
+        if tasks::client_wants_tasks(&context) {
+            // The handle is committed before it is answered.
+            let (created, handle) = node_try!(tasks::for_acp_task(&self.node, &task).await);
+            self.remember_handle(handle);
+            return Ok(created.into());
+        }
+        let task = serde_json::to_value(task).unwrap_or_default();
         let verb = if is_new { "Created" } else { "Already exists:" };
-        ok(format!("{verb} {}.", task_summary(&task)), &as_object(task))
+        ok(format!("{verb} {}.", task_summary(&task)), &as_object(task)).map(Into::into)
     }
 
     #[tool(

@@ -36,6 +36,20 @@ pub struct HandshakeIdentity {
     pub challenge: Option<String>,
 }
 
+/// A key change refused for safety and waiting for the user's decision: what a consent
+/// question shows ("accept the new key of X? was …, now …").
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingKeyChange {
+    /// The peer's local id.
+    pub peer_id: String,
+    /// Its display name.
+    pub name: String,
+    /// The did pinned for it (the key it had).
+    pub pinned_did: Option<String>,
+    /// The did it presented instead (`None`: it presented no key).
+    pub presented_did: Option<String>,
+}
+
 /// The mark a received frame gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameMark {
@@ -407,6 +421,29 @@ impl Node {
             self.start_dialing(&id);
         }
         Ok(json!({"ok": true, "peer_id": id, "changed": true, "pinned_did": pinned_did}))
+    }
+
+    /// The refused key change waiting on the peer at this link (or with this id or name),
+    /// if there is one.
+    pub fn pending_key_change(&self, link_or_peer: &str) -> Option<PendingKeyChange> {
+        let peers = self.lock_peers();
+        let peer = match crate::wire::link::Link::parse(link_or_peer) {
+            Ok(link) => {
+                let canonical = link.to_string();
+                peers
+                    .active()
+                    .find(|p| p.record.link.as_deref() == Some(canonical.as_str()))
+            }
+            Err(_) => peers.resolve(link_or_peer).filter(|p| !p.record.removed),
+        }?;
+        let change = peer.record.key_change.as_ref()?;
+        let as_did = |k: &String| format!("did:acp:{k}");
+        Some(PendingKeyChange {
+            peer_id: peer.record.id.clone(),
+            name: peer.record.name.clone(),
+            pinned_did: peer.record.pinned_key.as_ref().map(as_did),
+            presented_did: change.presented_key.as_ref().map(as_did),
+        })
     }
 
     /// For `connect` with `accept_new_key`: accepts the refused key of the peer at this

@@ -16,6 +16,7 @@ mod deliver;
 pub mod error;
 pub mod events;
 mod extensions;
+pub mod handles;
 mod held;
 mod history;
 pub mod identity;

@@ -106,6 +106,9 @@ const MIGRATIONS: &[Migration] = &[
     // v7: push webhooks (`POST /webhooks/register`), one row per URL in registration order
     // (rowid); the body is the JSON record (`url`, `registered_at`).
     Migration::Sql("CREATE TABLE webhooks(url TEXT PRIMARY KEY, body TEXT NOT NULL);"),
+    // v8: task handles given to MCP clients (the tasks extension), which must outlive the
+    // process that gave them out.
+    Migration::Built(super::handles::migration),
 ];
 
 /// The schema version this binary writes (`PRAGMA user_version` after every migration): a
@@ -159,6 +162,10 @@ pub enum WriteOp {
     UpsertWebhook { url: String, body: String },
     /// Remove a webhook.
     DeleteWebhook { url: String },
+    /// Insert or replace a task handle.
+    UpsertHandle(Box<super::handles::TaskHandle>),
+    /// Drop the task handles expired at this Unix time.
+    DropExpiredHandles(f64),
     /// A small real write that tells whether the disk takes writes again (sent by the
     /// checkpointer while the store is full and the filesystem shows room).
     Probe,
@@ -1176,6 +1183,8 @@ fn apply<'a>(
             tx.prepare_cached("DELETE FROM webhooks WHERE url = ?1")?
                 .execute(params![url])?;
         }
+        WriteOp::UpsertHandle(h) => super::handles::upsert(tx, h)?,
+        WriteOp::DropExpiredHandles(now) => super::handles::drop_expired(tx, *now)?,
         // Replaced by a meta write in `writer_loop`.
         WriteOp::Probe => {}
     }
