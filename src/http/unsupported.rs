@@ -17,9 +17,7 @@ pub const NOT_YET: &[&str] = &[
     "/webhooks/deregister",
     "/discover",
     "/peers/discover",
-    "/ws/stream",
     "/availability/heartbeat",
-    "/messages:stream",
 ];
 
 /// The router of not-yet-supported endpoints.
