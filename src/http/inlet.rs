@@ -16,15 +16,12 @@
 //! is durable. While a batch waits for its commit the next one is read and submitted, up to
 //! [`IN_FLIGHT`] batches; past that the inlet stops reading, and the client's writes wait.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt, future, stream};
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -33,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::extract::parse_json;
 use super::messages::send_answer;
-use super::ws_upgrade::{ApiSocket, WsUpgrade};
+use super::ws_upgrade::{ApiSocket, WsUpgrade, close_politely};
 use super::{ApiError, ApiResult, request_body_limit};
 use crate::node::error::{ErrorCode, NodeError, NodeResult};
 use crate::node::message::SendRequest;
@@ -168,28 +165,11 @@ async fn ws_session(node: Node, socket: ApiSocket, limit: usize) {
     if written.is_err() {
         return;
     }
-    let Some(frame) = reader.close.take() else {
+    match reader.close.take() {
+        Some(frame) => close_politely(socket, frame, limit.saturating_mul(8)).await,
         // The client closed; tungstenite has answered its close frame.
-        let _ = socket.close(None).await;
-        return;
-    };
-    let _ = tokio::time::timeout(
-        Duration::from_secs(2),
-        socket.send(Message::Close(Some(frame))),
-    )
-    .await;
-    // Closing the socket with bytes unread would make the kernel reset the connection, and
-    // the client could lose the answers and the close frame before reading them: read and
-    // discard what it still sends (the rest of a frame too large to read) until it closes,
-    // for a bounded time and amount.
-    let raw = socket.get_mut();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut left = limit.saturating_mul(8);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while left > 0 {
-        match tokio::time::timeout_at(deadline, raw.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
-            _ => break,
+        None => {
+            let _ = socket.close(None).await;
         }
     }
 }

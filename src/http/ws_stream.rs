@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 use super::ApiResult;
 use super::cursor::{Cursor, Filter, resume_point};
 use super::extract::Params;
-use super::ws_upgrade::{ApiSocket, WsUpgrade};
+use super::ws_upgrade::{ApiSocket, WsUpgrade, close_politely};
 use crate::node::Node;
 use crate::node::events::Event;
 
@@ -110,11 +110,9 @@ async fn run(socket: ApiSocket, mut cursor: Cursor) {
             reason: "no pong for 60 s".into(),
         },
     };
-    let _ = timeout(
-        Duration::from_secs(2),
-        sink.send(Message::Close(Some(close))),
-    )
-    .await;
+    if let Ok(socket) = incoming.reunite(sink) {
+        close_politely(socket, close, CLIENT_FRAME_MAX * 4).await;
+    }
 }
 
 /// The reference's event name for an event type.

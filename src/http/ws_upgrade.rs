@@ -4,6 +4,7 @@
 //! uses (axum's own `ws` feature would build a second version of it).
 
 use std::future::Future;
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -12,8 +13,9 @@ use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
 use super::ApiError;
 use crate::node::Node;
@@ -101,6 +103,34 @@ impl WsUpgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
         resp
+    }
+}
+
+/// Ends a connection the node decided to end: sends `frame`, half-closes the socket, then
+/// reads and discards what the client still sends until it closes its side (at most
+/// `max_bytes`, for at most 5 s). Closing with bytes unread would make the kernel reset the
+/// connection, and the client could lose the last answers and the close frame before
+/// reading them.
+pub async fn close_politely(mut socket: ApiSocket, frame: CloseFrame, max_bytes: usize) {
+    use futures_util::SinkExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    if !matches!(
+        tokio::time::timeout_at(deadline, socket.send(Message::Close(Some(frame)))).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    let raw = socket.get_mut();
+    let _ = tokio::time::timeout_at(deadline, raw.shutdown()).await;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut left = max_bytes;
+    while left > 0 {
+        match tokio::time::timeout_at(deadline, raw.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => break,
+        }
     }
 }
 
