@@ -40,16 +40,6 @@ impl Node {
 }
 
 impl SendBatch {
-    /// How many requests the batch holds.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether the batch holds no request.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Waits for the one commit that makes every submitted send durable, then finishes each
     /// (`sync` sends wait for their replies, side by side). The answers are in request order.
     /// If the commit fails, every send of the batch gets that error, as a single send would.
