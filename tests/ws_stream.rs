@@ -364,7 +364,26 @@ async fn the_inlet_sends_in_order_exactly_once() {
     // Durable when answered: B's store has them all as soon as the answers are in.
     let (_, page) = b.get("/messages?direction=outbound&limit=1").await;
     assert_eq!(page["messages"][0]["message_id"], format!("in-{}", n - 1));
-    ws.close(None).await.unwrap();
+
+    // A ping is answered with a pong and changes nothing else.
+    ws.send(Message::Ping(b"hi".to_vec().into())).await.unwrap();
+    ws.send(Message::text(send_body("after-ping", "x").to_string()))
+        .await
+        .unwrap();
+    let answer = ws_next_json(&mut ws, 10)
+        .await
+        .expect("an answer after the ping");
+    assert_eq!(answer["message_id"], "after-ping");
+    // The node going down closes the inlet with 1001.
+    b.stop().await;
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
 }
 
 #[tokio::test]
