@@ -60,11 +60,11 @@ fn inlet_table(r: &mut Report, ways: &[Way]) {
     };
     let (one, best) = (http(true), http(true).max(http(false)));
     r.line("\n### Ways in: the streaming inlet against /message:send (node B sending to node A, back to back)\n");
-    r.line("| way in | driven with | accepted/s | delivered/s | errors | lost | B CPU per message | ratio to /message:send 1 conn | ratio to /message:send best |");
-    r.line("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    r.line("| way in | driven with | accepted/s | delivered/s | errors | lost | B CPU per message | CPU B / A (1 core = 100%) | ratio to /message:send 1 conn | ratio to /message:send best |");
+    r.line("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for w in ways {
         r.line(format!(
-            "| {} | {} | {} | {} | {} | {} | {:.1} µs | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.1} µs | {:.0}% / {:.0}% | {} | {} |",
             w.name,
             w.shape,
             fmt_rate(w.accepted_rate()),
@@ -72,6 +72,8 @@ fn inlet_table(r: &mut Report, ways: &[Way]) {
             w.errors,
             w.lost,
             w.cpu_b_per_msg(),
+            100.0 * w.cpu_b / w.secs,
+            100.0 * w.cpu_a / w.secs,
             ratio(w.delivered_rate(), one),
             ratio(w.delivered_rate(), best)
         ));

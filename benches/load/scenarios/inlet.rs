@@ -25,6 +25,7 @@ pub struct Way {
     pub ok: u64,
     pub errors: u64,
     pub first_error: Option<String>,
+    /// Received by A by the end of the window.
     pub delivered: u64,
     pub lost: u64,
     /// CPU seconds of node B (the sender) and node A during the window.
@@ -74,7 +75,7 @@ pub async fn inlet_throughput(
             ok: l.ok,
             errors: l.errors,
             first_error: l.first_error.clone(),
-            delivered: l.delivered_total.unwrap_or(0).min(l.ok),
+            delivered: l.delivered_window.unwrap_or(0),
             lost: l.lost.unwrap_or(0),
             cpu_b: b1 - b0,
             cpu_a: a1 - a0,
@@ -98,14 +99,15 @@ pub async fn inlet_throughput(
     Ok(ways)
 }
 
-/// Counts what A received of `way`'s accepted messages (waiting up to 15 s for stragglers).
+/// Counts what A received of `way`'s accepted messages by the end of the window (the rate),
+/// then waits up to 15 s for the rest (the lost ones are those that never came).
 async fn settle(way: &mut Way, a_url: &str, before: u64) -> Res<()> {
     let mut level = crate::generator::Level {
         ok: way.ok,
         ..Default::default()
     };
     settle_delivered(&mut level, a_url, before).await?;
-    way.delivered = level.delivered_total.unwrap_or(0).min(way.ok);
+    way.delivered = level.delivered_window.unwrap_or(0);
     way.lost = level.lost.unwrap_or(0);
     Ok(())
 }
