@@ -17,7 +17,8 @@
 //!   signatures cover, as Python's `json.dumps` prints it), `did` (did:acp, did:key, JWK).
 //! - [`http`] — the axum REST/SSE API, one file per resource (`identity` for did.json,
 //!   jwks.json, card and delegation checks; `inbox` for the web page at `/`, whose three
-//!   files are embedded from `assets/inbox/`); thin over the node. Its
+//!   files are embedded from `assets/inbox/`; `ws_stream` and `inlet` for the two WebSockets,
+//!   the event stream and the streaming send inlet); thin over the node. Its
 //!   `guard` (Host, Origin, API token, content type) and `body_limit` wrap every route of
 //!   the HTTP port, MCP's included.
 //! - [`mcp`] — the rmcp server: 14 tools, resources, notifications, MCP tasks (delegated

@@ -2,7 +2,7 @@
 //! fields, oversize bodies, unknown peers and tasks, illegal task transitions, bad links,
 //! bad query parameters, unknown paths and methods, and garbage on the peer WebSocket port.
 //!
-//! Every bad HTTP request must get a 4xx (501 only for a not-yet-supported endpoint) with a
+//! Every bad HTTP request must get a 4xx with a
 //! JSON body carrying `error_code` (`ERR_*`) and `error`; the connection must not be dropped;
 //! after every case the node must still answer `GET /status`, and in the tests with a
 //! connected peer the peer stays connected, what was accepted before is still there, and a
@@ -23,7 +23,6 @@ const INVALID: &str = "ERR_INVALID_REQUEST";
 const NOT_FOUND: &str = "ERR_NOT_FOUND";
 const TOO_LARGE: &str = "ERR_MSG_TOO_LARGE";
 const NOT_ALLOWED: &str = "ERR_METHOD_NOT_ALLOWED";
-const NOT_SUPPORTED: &str = "ERR_NOT_SUPPORTED";
 
 /// A request body.
 enum Body {
@@ -118,7 +117,7 @@ impl<'a> Checker<'a> {
         };
         let (got, value, text) = call(self.node, method.clone(), path, body, headers).await;
         let what = format!("{method} {shown} -> {got} {text:.400}");
-        assert!(got < 500 || got == 501, "server error: {what}");
+        assert!(got < 500, "server error: {what}");
         assert_eq!(got, status, "wrong status: {what}");
         assert!(value.is_object(), "error body is not a JSON object: {what}");
         let ec = value["error_code"].as_str();
@@ -988,11 +987,10 @@ async fn unknown_paths_wrong_methods_and_unsupported_endpoints() {
         (Method::GET, "/availability/heartbeat"),
         (Method::POST, "/discover"),
         (Method::DELETE, "/peers/discover"),
+        (Method::POST, "/ws/stream"),
+        (Method::DELETE, "/messages:stream"),
     ] {
         c.bad(method, path, Body::None, 405, NOT_ALLOWED).await;
-    }
-    for (method, path) in [(Method::POST, "/ws/stream")] {
-        c.bad(method, path, Body::None, 501, NOT_SUPPORTED).await;
     }
     let resp = b
         .http

@@ -1,7 +1,7 @@
 //! Property tests against one real node, over HTTP and over MCP (Streamable HTTP at `/mcp`):
-//! arbitrary JSON and arbitrary bytes as request bodies, arbitrary query strings and
-//! arbitrary tool arguments. The node answers every one with a JSON 4xx (or a success), never
-//! a 5xx other than the documented `503 ERR_NOT_CONNECTED` for a send with no peer, never a
+//! arbitrary JSON and arbitrary bytes as request bodies (also as the WebSocket frames and
+//! NDJSON lines of the streaming inlet), arbitrary query strings and arbitrary tool
+//! arguments. The node answers every one with a JSON 4xx (or a success), never a 5xx other than the documented `503 ERR_NOT_CONNECTED` for a send with no peer, never a
 //! transport failure, and still answers `/status` afterwards.
 //!
 //! Case counts are small (each case is several requests); `PROPTEST_CASES=… cargo test prop`
@@ -18,6 +18,7 @@ use acp_relay::Config;
 use acp_relay::node::webhooks::url::WebhookUrl;
 use acp_relay::wire::link::Link;
 use common::{Lab, TestNode, start_with};
+use futures_util::SinkExt;
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestRunner};
 use reqwest::Method;
@@ -25,6 +26,7 @@ use rmcp::model::CallToolRequestParams;
 use rmcp::service::{RunningService, ServiceError};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Map, Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 /// Where failing cases of this file are kept (the crate root is the working directory of
 /// `cargo test`); the default location needs a `lib.rs` beside the test file.
@@ -483,6 +485,77 @@ fn prop_http_path_ids() {
                     .expect("the node answers");
                 let (status, body) = answer(resp).await;
                 check(&what, status, &body)?;
+            }
+            Ok(())
+        })
+    });
+}
+
+/// The streaming inlet (`/messages:stream`): arbitrary request bodies as WebSocket frames
+/// (text, or the raw bytes as a binary frame) and as the lines of an NDJSON body. Every frame
+/// and every non-blank line gets exactly one answer, in order, each a success or an error body
+/// whose `status` obeys the same contract as an HTTP answer; the WebSocket stays open.
+#[test]
+fn prop_inlet_frames_and_ndjson_lines() {
+    let bodies = prop_oneof![
+        arb_body(),
+        near(vec![
+            json!({"role": "user", "text": "hi", "message_id": "m_1", "context_id": "c_1"}),
+            json!({"role": "agent", "parts": parts(), "task_id": "t_1", "sync": true, "timeout": 0.1}),
+        ]),
+    ];
+    let requests = proptest::collection::vec((bodies, any::<bool>()), 1..6);
+    run(HTTP_CASES, requests, |requests| {
+        let s = shared();
+        s.rt.block_on(async {
+            let mut ws = s.node.ws("/messages:stream").await;
+            for (body, binary) in &requests {
+                let frame = if *binary {
+                    Message::binary(body.clone())
+                } else {
+                    Message::text(String::from_utf8_lossy(body).into_owned())
+                };
+                ws.send(frame).await.expect("the inlet takes the frame");
+            }
+            for i in 0..requests.len() {
+                let answer = common::ws_next_json(&mut ws, 30).await;
+                prop_assert!(
+                    answer.is_some(),
+                    "frame {} of {:?} got no answer",
+                    i,
+                    requests
+                );
+                let answer = answer.unwrap_or_default();
+                let status = answer["status"].as_u64().unwrap_or(200) as u16;
+                check("WebSocket /messages:stream", status, &answer)?;
+            }
+            ws.close(None).await.expect("the inlet is still open");
+
+            let ndjson: Vec<u8> = requests
+                .iter()
+                .flat_map(|(body, _)| body.iter().copied().chain([b'\n']))
+                .collect();
+            let lines = ndjson
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                .count();
+            let resp = s
+                .node
+                .http
+                .post(format!("{}/messages:stream", s.node.url))
+                .header("content-type", "application/x-ndjson")
+                .body(ndjson)
+                .send()
+                .await
+                .expect("the node answers");
+            prop_assert_eq!(resp.status().as_u16(), 200);
+            let text = resp.text().await.expect("body");
+            let answers: Vec<&str> = text.lines().collect();
+            prop_assert_eq!(answers.len(), lines, "{}", text);
+            for line in answers {
+                let answer: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+                let status = answer["status"].as_u64().unwrap_or(200) as u16;
+                check("POST /messages:stream", status, &answer)?;
             }
             Ok(())
         })

@@ -10,11 +10,14 @@
 //!    `messages_received`), errors, lost messages, latency in an HDR histogram (corrected for
 //!    coordinated omission as wrk 4 does, raw beside it), and the CPU time of the generator
 //!    and of every server process;
-//! 3. measures end-to-end latency (send on B until the SSE event arrives on A's `/stream`),
+//! 3. measures the streaming inlet (`/messages:stream`: one WebSocket pipelined with a bounded
+//!    window, and NDJSON POSTs) against `/message:send` on 1 and the most connections, back
+//!    to back on the same pair, as delivered messages per second and their ratio;
+//! 4. measures end-to-end latency (send on B until the SSE event arrives on A's `/stream`),
 //!    MCP tool-call latency (`acp_send`, `acp_receive`) over Streamable HTTP with the rmcp
 //!    client, resident memory idle, after load and with 1,000 connected peers (raw WebSocket
 //!    clients that send an `acp.agent_card` frame);
-//! 4. builds a store of 1,000,000 messages through the node's own store writer, then measures
+//! 5. builds a store of 1,000,000 messages through the node's own store writer, then measures
 //!    start-up time on that data dir, `/messages` and `/context/{id}/messages` latency, and disk
 //!    bytes per message; then again start-up with every inbound message unread.
 //!
@@ -39,7 +42,7 @@
 //! | `http.rs` | the raw keep-alive HTTP/1.1 client, request builders, `get_json` |
 //! | `generator.rs` | `drive` (the closed-loop connections), latency histograms, one level |
 //! | `procs.rs` | spawning nodes and the baseline server, /proc readings (CPU, RSS) |
-//! | `scenarios/` | the other phases: `e2e`, `mcp`, `peers`, `store` (incl. the unread start-up) |
+//! | `scenarios/` | the other phases: `inlet`, `e2e`, `mcp`, `peers`, `store` (incl. the unread start-up) |
 //! | `report.rs` | number formatting, the markdown report, the level table, the targets |
 //! | `run.rs` | the flows that put it together: `full_mode` and `target_mode` |
 //! | `wrk.rs` | `--wrk`: the bench generator and wrk back to back on the same pair of nodes |

@@ -24,6 +24,10 @@ pub struct Opts {
     /// `--wrk`: the cross-check flow (bench generator and wrk back to back on one pair).
     pub wrk: bool,
     pub wrk_bin: Option<String>,
+    /// Unanswered requests the streaming inlet's WebSocket client keeps in flight at most.
+    pub inlet_window: usize,
+    /// Requests per NDJSON body of the streaming inlet.
+    pub inlet_lines: usize,
 }
 
 pub const USAGE: &str = "usage: cargo bench --bench load -- [options]
@@ -34,7 +38,10 @@ pub const USAGE: &str = "usage: cargo bench --bench load -- [options]
   --samples N           requests per latency series (e2e, MCP, store queries)
   --store-messages N    messages in the store-at-scale phase (default 1000000)
   --peers N             WebSocket peers in the connected-peers phase (default 1000)
-  --skip a,b            skip phases: send,e2e,mcp,peers,store,unread
+  --skip a,b            skip phases: send,inlet,e2e,mcp,peers,store,unread
+  --inlet-window N      the inlet phase's WebSocket keeps at most N requests unanswered
+                        (default 512)
+  --inlet-lines N       requests per NDJSON body in the inlet phase (default 1000)
   --ref-rate R          delivered msgs/s of the Python reference measured by hand in the
                         same session: the throughput target becomes 20 x R
   --out FILE            also write the report (markdown) to FILE
@@ -73,6 +80,8 @@ pub fn parse_opts() -> Res<Opts> {
         keep: false,
         wrk: false,
         wrk_bin: None,
+        inlet_window: 512,
+        inlet_lines: 1000,
     };
     let (mut levels, mut duration, mut store, mut samples) = (None, None, None, None);
     let mut it = args.into_iter();
@@ -110,6 +119,18 @@ pub fn parse_opts() -> Res<Opts> {
                         .parse()
                         .map_err(|e| format!("--store-messages: {e}"))?,
                 )
+            }
+            "--inlet-window" => {
+                o.inlet_window = val()?
+                    .parse::<usize>()
+                    .map_err(|e| format!("--inlet-window: {e}"))?
+                    .max(1)
+            }
+            "--inlet-lines" => {
+                o.inlet_lines = val()?
+                    .parse::<usize>()
+                    .map_err(|e| format!("--inlet-lines: {e}"))?
+                    .clamp(1, 10_000)
             }
             "--peers" => o.peers = val()?.parse().map_err(|e| format!("--peers: {e}"))?,
             "--skip" => o.skip = val()?.split(',').map(|s| s.trim().to_owned()).collect(),

@@ -10,8 +10,10 @@ use crate::http::{get_json, send_body};
 use crate::opts::Opts;
 use crate::procs::{machine_busy_secs, spawn_baseline, spawn_pair, status_field};
 use crate::report::{Report, fmt_mb, fmt_rate, fmt_us, level_table, machine, ratio};
+use crate::scenarios::inlet::Way;
 use crate::scenarios::{
-    e2e::e2e_latency, mcp::mcp_latency, peers::many_peers, store::store_at_scale,
+    e2e::e2e_latency, inlet::inlet_throughput, mcp::mcp_latency, peers::many_peers,
+    store::store_at_scale,
 };
 use crate::{NODE_BIN, Res};
 
@@ -45,6 +47,47 @@ pub async fn target_mode(o: &Opts) -> Res<Report> {
     }
     level_table(&mut r, "POST /message:send on the target", &rows);
     Ok(r)
+}
+
+/// The inlet phase's table: every way in with its rate and the ratio to `/message:send` on
+/// one connection and at its best level.
+fn inlet_table(r: &mut Report, ways: &[Way]) {
+    let http = |one: bool| {
+        ways.iter()
+            .filter(|w| w.name == "POST /message:send" && (w.shape == "1 conn") == one)
+            .map(Way::delivered_rate)
+            .fold(0.0, f64::max)
+    };
+    let (one, best) = (http(true), http(true).max(http(false)));
+    r.line("\n### Ways in: the streaming inlet against /message:send (node B sending to node A, back to back)\n");
+    r.line("| way in | driven with | accepted/s | delivered/s | errors | lost | B CPU per message | CPU B / A (1 core = 100%) | ratio to /message:send 1 conn | ratio to /message:send best |");
+    r.line("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for w in ways {
+        r.line(format!(
+            "| {} | {} | {} | {} | {} | {} | {:.1} µs | {:.0}% / {:.0}% | {} | {} |",
+            w.name,
+            w.shape,
+            fmt_rate(w.accepted_rate()),
+            fmt_rate(w.delivered_rate()),
+            w.errors,
+            w.lost,
+            w.cpu_b_per_msg(),
+            100.0 * w.cpu_b / w.secs,
+            100.0 * w.cpu_a / w.secs,
+            ratio(w.delivered_rate(), one),
+            ratio(w.delivered_rate(), best)
+        ));
+    }
+    for w in ways {
+        if let Some(e) = &w.first_error {
+            r.line(format!(
+                "\n{} ({}), first error: {}",
+                w.name,
+                w.shape,
+                e.chars().take(300).collect::<String>()
+            ));
+        }
+    }
 }
 
 pub async fn full_mode(o: &Opts, root: &Path) -> Res<Report> {
@@ -116,6 +159,36 @@ pub async fn full_mode(o: &Opts, root: &Path) -> Res<Report> {
             levels.push(("acp-relay B→A".into(), ln));
         }
     }
+    let inlet = if skip("inlet") {
+        None
+    } else {
+        eprintln!("streaming inlet against /message:send ...");
+        let most = o.levels.iter().copied().max().unwrap_or(1);
+        let conns: Vec<usize> = if most > 1 { vec![1, most] } else { vec![1] };
+        let ways = inlet_throughput(
+            &b.url,
+            &a.url,
+            (b.pid, a.pid),
+            &body,
+            &conns,
+            o.inlet_window,
+            o.inlet_lines,
+            o.duration,
+        )
+        .await?;
+        for w in &ways {
+            eprintln!(
+                "  {:<32} {:<26} accepted {:>8.0}/s delivered {:>8.0}/s errors {} lost {}",
+                w.name,
+                w.shape,
+                w.accepted_rate(),
+                w.delivered_rate(),
+                w.errors,
+                w.lost
+            );
+        }
+        Some(ways)
+    };
     let e2e = if skip("e2e") {
         None
     } else {
@@ -180,6 +253,9 @@ pub async fn full_mode(o: &Opts, root: &Path) -> Res<Report> {
                 ));
             }
         }
+    }
+    if let Some(ways) = &inlet {
+        inlet_table(&mut r, ways);
     }
     r.line("\n### Latency, memory, start-up (ratio = ours / baseline of the same run)\n");
     r.line("| measurement | acp-relay | baseline | ratio |");
@@ -479,6 +555,27 @@ pub async fn full_mode(o: &Opts, root: &Path) -> Res<Report> {
                 ),
                 u <= Duration::from_secs(1),
                 format!("{} ({})", fmt_us(su(u)), ratio(su(u), 1e6)),
+            );
+        }
+    }
+    if let Some(ways) = &inlet {
+        let best_http = ways
+            .iter()
+            .filter(|w| w.name == "POST /message:send")
+            .map(Way::delivered_rate)
+            .fold(0.0, f64::max);
+        if let Some(ws) = ways.iter().find(|w| w.name.starts_with("WebSocket")) {
+            r.target(
+                "the streaming inlet is the fastest way in (delivered/s ≥ the best /message:send level)",
+                ws.delivered_rate() >= best_http && ws.errors == 0 && ws.lost == 0,
+                format!(
+                    "{} vs {} ({}), {} errors, {} lost",
+                    fmt_rate(ws.delivered_rate()),
+                    fmt_rate(best_http),
+                    ratio(ws.delivered_rate(), best_http),
+                    ws.errors,
+                    ws.lost
+                ),
             );
         }
     }

@@ -27,6 +27,9 @@ pub struct BodyLimit {
     pub drain_max: usize,
     /// Time allowed for that.
     pub drain_time: Duration,
+    /// One path with a larger limit (the streaming inlet's NDJSON bodies, many requests in
+    /// one body).
+    pub larger: Option<(&'static str, usize)>,
 }
 
 impl BodyLimit {
@@ -37,6 +40,22 @@ impl BodyLimit {
             max,
             drain_max: max.saturating_mul(4).max(16 * 1024 * 1024),
             drain_time: Duration::from_secs(10),
+            larger: None,
+        }
+    }
+
+    /// The same limits, with `max` bytes (and as much drained) for bodies sent to `path`.
+    pub fn with_larger(mut self, path: &'static str, max: usize) -> BodyLimit {
+        self.larger = Some((path, max));
+        self.drain_max = self.drain_max.max(max);
+        self
+    }
+
+    /// The largest body accepted on `path`.
+    pub fn max_for(&self, path: &str) -> usize {
+        match self.larger {
+            Some((p, max)) if p == path => max,
+            _ => self.max,
         }
     }
 }
@@ -51,10 +70,11 @@ pub async fn check(State(limit): State<BodyLimit>, req: Request, next: Next) -> 
     if declared == Some(0) || (declared.is_none() && req_has_no_body(&req)) {
         return next.run(req).await;
     }
+    let max = limit.max_for(req.uri().path());
     let too_large = || {
         let mut resp = ApiError(NodeError::new(
             ErrorCode::MsgTooLarge,
-            format!("request body too large (limit {} bytes)", limit.max),
+            format!("request body too large (limit {max} bytes)"),
         ))
         .into_response();
         resp.headers_mut()
@@ -65,7 +85,7 @@ pub async fn check(State(limit): State<BodyLimit>, req: Request, next: Next) -> 
         .headers()
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if declared.is_some_and(|n| n > limit.max as u64) && expects_continue {
+    if declared.is_some_and(|n| n > max as u64) && expects_continue {
         // Not polling the body means hyper never sends "100 Continue": the client learns the
         // answer without uploading anything.
         return too_large();
@@ -83,7 +103,7 @@ pub async fn check(State(limit): State<BodyLimit>, req: Request, next: Next) -> 
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     len += data.len();
-                    if len > limit.max {
+                    if len > max {
                         break true;
                     }
                     chunks.push(data);

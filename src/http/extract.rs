@@ -52,13 +52,19 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = read_body(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(JsonBody(Value::Object(Default::default())));
-        }
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| NodeError::invalid(format!("Invalid JSON in request body: {e}")))?;
-        Ok(JsonBody(value))
+        Ok(JsonBody(parse_json(&bytes)?))
     }
+}
+
+/// A request body's JSON: empty (or all-whitespace) text reads as `{}` (as in the reference),
+/// anything that is not JSON is a 400. Also what each request of the streaming inlet goes
+/// through, so a frame or a line is read exactly as a body would be.
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, NodeError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(Default::default()));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| NodeError::invalid(format!("Invalid JSON in request body: {e}")))
 }
 
 /// A JSON body as its text, for endpoints that check signatures over exactly what was sent

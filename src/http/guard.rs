@@ -17,6 +17,10 @@
 //! 4. **Content type**: a body sent with a content type other than JSON (`text/plain` and the
 //!    form types are what a page may send cross-site without a preflight) is refused with
 //!    415 `ERR_UNSUPPORTED_MEDIA_TYPE`; a body without one, as curl-style clients send, passes.
+//!    The streaming inlet (`POST /messages:stream`) also takes `application/x-ndjson`.
+//!
+//! WebSocket upgrades (`/ws/stream`, `/messages:stream`) are plain GETs to it: a page's
+//! WebSocket always sends its Origin, so the same Origin check stops a foreign page.
 //!
 //! curl, the SDKs and agents (loopback Host, no Origin) see no difference.
 
@@ -247,15 +251,19 @@ pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Resp
     if has_body_method(req.method())
         && let Some(ct) = headers.get(header::CONTENT_TYPE)
         && !is_json(ct)
+        && !(req.uri().path() == super::inlet::PATH && is_ndjson(ct))
     {
         let shown = String::from_utf8_lossy(ct.as_bytes()).into_owned();
-        return refuse(
-            ErrorCode::UnsupportedMediaType,
+        let message = if req.uri().path() == super::inlet::PATH {
+            format!(
+                "request body must be JSON or NDJSON, got Content-Type {shown:?}: send Content-Type: application/x-ndjson"
+            )
+        } else {
             format!(
                 "request body must be JSON, got Content-Type {shown:?}: send Content-Type: application/json (curl: --json '{{…}}')"
-            ),
-            cors.as_ref(),
-        );
+            )
+        };
+        return refuse(ErrorCode::UnsupportedMediaType, message, cors.as_ref());
     }
     let mut resp = next.run(req).await;
     if let Some(o) = &cors {
@@ -365,6 +373,18 @@ fn has_body_method(m: &Method) -> bool {
     matches!(*m, Method::POST | Method::PUT | Method::PATCH)
 }
 
+/// `application/x-ndjson` (with or without parameters): the streaming inlet's bodies. Like
+/// JSON it is not a type a page may send cross-site without asking first.
+fn is_ndjson(ct: &HeaderValue) -> bool {
+    ct.to_str().is_ok_and(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/x-ndjson")
+    })
+}
+
 /// `application/json` and any `…+json` type, with or without parameters.
 fn is_json(ct: &HeaderValue) -> bool {
     let Ok(ct) = ct.to_str() else {
@@ -428,6 +448,20 @@ mod tests {
             "",
         ] {
             assert!(!is_json(&HeaderValue::from_static(bad)), "{bad}");
+        }
+        for ok in [
+            "application/x-ndjson",
+            "Application/X-NDJSON; charset=utf-8",
+        ] {
+            assert!(is_ndjson(&HeaderValue::from_static(ok)), "{ok}");
+        }
+        for bad in [
+            "application/ndjson",
+            "text/plain",
+            "application/json",
+            "application/x-ndjsonx",
+        ] {
+            assert!(!is_ndjson(&HeaderValue::from_static(bad)), "{bad}");
         }
     }
 

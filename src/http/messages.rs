@@ -9,15 +9,21 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::extract::{ApiPath, JsonObject, Params};
-use super::{ApiError, ApiResult, json_response};
-use crate::node::error::{ErrorCode, NodeError};
+use super::{ApiResult, json_response};
+use crate::node::error::{ErrorCode, NodeError, NodeResult};
 use crate::node::message::SendRequest;
 use crate::node::search::{SearchOrder, TextQuery};
 use crate::node::{Delivery, MessageQuery, Node, SendOutcome};
 
-/// Maps a send outcome to the reference's response: 200 when sent, 503 `ERR_NOT_CONNECTED`
-/// (with `queued: true`) when the peer is away and the message waits in its offline queue.
-fn send_response(out: SendOutcome, legacy: bool) -> Response {
+/// Maps a send's result to the reference's answer: 200 when sent, 503 `ERR_NOT_CONNECTED`
+/// (with `queued: true`) when the peer is away and the message waits in its offline queue,
+/// the error's own status otherwise. Shared with the streaming inlet, which answers each of
+/// its requests with exactly this body.
+pub(super) fn send_answer(result: NodeResult<SendOutcome>, legacy: bool) -> (StatusCode, Value) {
+    let out = match result {
+        Ok(out) => out,
+        Err(e) => return error_answer(&e),
+    };
     if out.delivery == Delivery::Queued {
         let err = NodeError::new(
             ErrorCode::NotConnected,
@@ -33,7 +39,7 @@ fn send_response(out: SendOutcome, legacy: bool) -> Response {
         .with_field("peer_id", json!(out.peer_id))
         .with_field("queue_depth", json!(out.queue_depth))
         .with_field("task", json!(out.task));
-        return ApiError(err).into_response_with();
+        return error_answer(&err);
     }
     let mut body = json!({
         "ok": true,
@@ -49,19 +55,25 @@ fn send_response(out: SendOutcome, legacy: bool) -> Response {
     if let Some(reply) = out.reply {
         body["reply"] = reply;
     }
-    json_response(StatusCode::OK, body)
+    (StatusCode::OK, body)
 }
 
-impl ApiError {
-    fn into_response_with(self) -> Response {
-        axum::response::IntoResponse::into_response(self)
-    }
+/// An error's status and body, as `ApiError` answers it.
+fn error_answer(e: &NodeError) -> (StatusCode, Value) {
+    let status =
+        StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, e.to_json())
+}
+
+fn send_response(result: NodeResult<SendOutcome>, legacy: bool) -> Response {
+    let (status, body) = send_answer(result, legacy);
+    json_response(status, body)
 }
 
 /// `POST /message:send`.
 pub async fn send(State(node): State<Node>, JsonObject(body): JsonObject) -> ApiResult<Response> {
     let req = SendRequest::from_json(&body, None)?;
-    Ok(send_response(node.send(req).await?, false))
+    Ok(send_response(node.send(req).await, false))
 }
 
 /// `POST /send` (legacy): like `/message:send`, `role` defaults to `agent`, answer adds `id`.
@@ -76,7 +88,7 @@ pub async fn legacy_send(
         obj.insert("message_id".into(), id);
     }
     let req = SendRequest::from_json(&body, Some("agent"))?;
-    Ok(send_response(node.send(req).await?, true))
+    Ok(send_response(node.send(req).await, true))
 }
 
 /// `POST /peer/{id}/send`: to that peer only.
@@ -89,7 +101,7 @@ pub async fn peer_send(
         .map_err(|e| e.with_message_id(body.get("message_id").and_then(Value::as_str)))?;
     let mut req = SendRequest::from_json(&body, Some("user"))?;
     req.peer_id = Some(peer);
-    Ok(send_response(node.send(req).await?, false))
+    Ok(send_response(node.send(req).await, false))
 }
 
 /// `POST /reply`.

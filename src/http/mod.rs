@@ -10,11 +10,13 @@
 pub mod address_file;
 pub mod body_limit;
 mod card;
+mod cursor;
 mod discover;
 mod extract;
 pub mod guard;
 mod identity;
 mod inbox;
+pub mod inlet;
 mod messages;
 pub mod origin;
 mod peers;
@@ -22,8 +24,9 @@ mod retention;
 mod stream;
 mod tasks;
 pub mod token_file;
-mod unsupported;
 mod webhooks;
+mod ws_stream;
+mod ws_upgrade;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -94,6 +97,8 @@ pub fn router(node: Node) -> Router {
         .route("/wait/{id}", get(messages::wait_reply))
         .route("/offline-queue", get(messages::offline_queue))
         .route("/stream", get(stream::stream))
+        .route("/ws/stream", get(ws_stream::ws_stream))
+        .route(inlet::PATH, get(inlet::ws).post(inlet::ndjson))
         .route("/tasks", get(tasks::list).post(tasks::create))
         .route("/tasks/create", post(tasks::create))
         .route(
@@ -109,7 +114,6 @@ pub fn router(node: Node) -> Router {
         .route("/webhooks", get(webhooks::list))
         .route("/webhooks/register", post(webhooks::register))
         .route("/webhooks/deregister", post(webhooks::deregister))
-        .merge(unsupported::routes())
         .merge(inbox::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -121,7 +125,9 @@ pub fn router(node: Node) -> Router {
 /// handler without passing the guard, and the guard runs before any body is read.
 pub fn protect(app: Router, node: &Node) -> Router {
     let config = node.config();
-    let limit = body_limit::BodyLimit::new(config.max_msg_size + 64 * 1024);
+    let single = request_body_limit(config);
+    let limit =
+        body_limit::BodyLimit::new(single).with_larger(inlet::PATH, inlet::ndjson_limit(single));
     app.layer(DefaultBodyLimit::max(limit.max))
         .layer(axum::middleware::from_fn_with_state(
             limit,
@@ -134,6 +140,12 @@ pub fn protect(app: Router, node: &Node) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
+}
+
+/// The largest request body (and streaming-inlet request): one message at `--max-msg-size`
+/// plus room for the rest of a send request.
+pub fn request_body_limit(config: &crate::config::Config) -> usize {
+    config.max_msg_size.saturating_add(64 * 1024)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

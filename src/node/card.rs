@@ -245,7 +245,7 @@ impl Card {
                 "supported_transports": ["http", "ws"],
                 "sse_seq": true,
                 "task_cancelling": true,
-                "ws_stream": false,
+                "ws_stream": true,
                 "event_replay": true,
                 "trust_signals": true,
                 "context_query": true,
@@ -270,6 +270,8 @@ impl Card {
             "endpoints": {
                 "send": "/message:send",
                 "stream": "/stream",
+                "ws_stream": "/ws/stream",
+                "messages_stream": "/messages:stream",
                 "tasks": "/tasks",
                 "agent_card": "/.well-known/acp.json",
                 "did_document": "/.well-known/did.json",

@@ -77,6 +77,19 @@ fn json_len(v: &impl serde::Serialize) -> usize {
     count.0
 }
 
+/// A send past [`Node::submit_send`]: numbered, written (not yet committed) and handed over.
+pub(super) struct Submitted {
+    /// The answer so far (`reply` comes in [`Node::finish_send`]).
+    pub(super) outcome: SendOutcome,
+    /// For a `sync` send, where the peer's reply arrives.
+    waiter: Option<oneshot::Receiver<Value>>,
+    /// Seconds a `sync` send waits for its reply.
+    timeout: f64,
+    /// Whether the send wrote anything that must be committed before it is answered (a
+    /// duplicate wrote nothing).
+    pub(super) needs_commit: bool,
+}
+
 /// How long a send waits for room in a busy peer's outbox before queueing offline instead.
 const OUTBOX_WAIT: Duration = Duration::from_secs(5);
 
@@ -219,6 +232,19 @@ impl Node {
     /// Sends a message: validates the target, stores the message durably, hands it to the
     /// peer or its offline queue, and for `sync` waits for the reply.
     pub async fn send(&self, req: SendRequest) -> NodeResult<SendOutcome> {
+        let submitted = self.submit_send(req).await?;
+        if submitted.needs_commit {
+            self.inner.store.flush().await?;
+        }
+        self.finish_send(submitted).await
+    }
+
+    /// The part of a send that decides its order: checks, numbering, the store write (queued,
+    /// not yet committed), the hand-over to the peer's outbox or offline queue and the event.
+    /// Sends submitted one after another reach the peer in that order. The caller awaits the
+    /// commit (`Store::flush`, once for any number of submitted sends) before
+    /// [`Node::finish_send`]: nothing is answered as accepted before it is durable.
+    pub(super) async fn submit_send(&self, req: SendRequest) -> NodeResult<Submitted> {
         ensure_writable(self).map_err(|e| e.with_message_id(req.message_id.as_deref()))?;
         let target = self.pick_target(req.peer_id.as_deref(), req.message_id.as_deref())?;
         let message_id = req.message_id.clone().unwrap_or_else(make_message_id);
@@ -262,14 +288,19 @@ impl Node {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if let Some(seq) = sent.get(&message_id) {
-                return Ok(SendOutcome {
-                    message_id,
-                    server_seq: seq,
-                    peer_id: String::new(),
-                    delivery: Delivery::Duplicate,
-                    task: None,
-                    reply: None,
-                    queue_depth: 0,
+                return Ok(Submitted {
+                    outcome: SendOutcome {
+                        message_id,
+                        server_seq: seq,
+                        peer_id: String::new(),
+                        delivery: Delivery::Duplicate,
+                        task: None,
+                        reply: None,
+                        queue_depth: 0,
+                    },
+                    waiter: None,
+                    timeout: 0.0,
+                    needs_commit: false,
                 });
             }
             let seq = self.inner.server_seq.fetch_add(1, Ordering::Relaxed) as i64 + 1;
@@ -360,12 +391,44 @@ impl Node {
         event.insert("peer_id".into(), json!(peer_id));
         event.insert("server_seq".into(), json!(server_seq));
         self.inner.events.emit("message", event);
-        self.inner.store.flush().await?;
+        Ok(Submitted {
+            outcome: SendOutcome {
+                message_id,
+                server_seq,
+                peer_id,
+                delivery,
+                task,
+                reply: None,
+                queue_depth,
+            },
+            waiter,
+            timeout: req.timeout,
+            needs_commit: true,
+        })
+    }
 
+    /// The rest of a submitted send once its writes are committed: for `sync`, the wait for
+    /// the peer's reply (and the task it completes or fails).
+    pub(super) async fn finish_send(&self, submitted: Submitted) -> NodeResult<SendOutcome> {
+        let Submitted {
+            outcome,
+            waiter,
+            timeout,
+            ..
+        } = submitted;
+        let SendOutcome {
+            message_id,
+            server_seq,
+            peer_id,
+            delivery,
+            mut task,
+            queue_depth,
+            ..
+        } = outcome;
         let reply = match waiter {
             None => None,
             Some(rx) => {
-                let timeout = Duration::from_secs_f64(req.timeout);
+                let timeout = Duration::from_secs_f64(timeout);
                 let result = tokio::time::timeout(timeout, rx).await;
                 self.inner
                     .sync_pending

@@ -68,6 +68,9 @@ pub enum ErrorCode {
     OriginNotAllowed,
     /// A JSON endpoint got a body that does not say it is JSON.
     UnsupportedMediaType,
+    /// A WebSocket endpoint got a request that is not a WebSocket upgrade. 426, as the
+    /// reference answers a plain GET of `/ws/stream`.
+    UpgradeRequired,
     /// The store cannot take the write: the disk holding the data dir is full, or the store
     /// is at `--max-store-mb`. 507 (Insufficient Storage) rather than 500: the node is not
     /// broken and the request may succeed later, once space returns (it resumes by itself).
@@ -101,6 +104,7 @@ impl ErrorCode {
             ErrorCode::HostNotAllowed => "ERR_HOST_NOT_ALLOWED",
             ErrorCode::OriginNotAllowed => "ERR_ORIGIN_NOT_ALLOWED",
             ErrorCode::UnsupportedMediaType => "ERR_UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::UpgradeRequired => "ERR_UPGRADE_REQUIRED",
             ErrorCode::StorageFull => "ERR_STORAGE_FULL",
             ErrorCode::Internal => "ERR_INTERNAL",
         }
@@ -121,6 +125,7 @@ impl ErrorCode {
             ErrorCode::InvalidTransition | ErrorCode::KeyMismatch => 409,
             ErrorCode::MsgTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::UpgradeRequired => 426,
             ErrorCode::QueueFull | ErrorCode::TooManyPeers => 429,
             ErrorCode::NotSupported => 501,
             ErrorCode::NotConnected | ErrorCode::PeerConnecting | ErrorCode::ShuttingDown => 503,

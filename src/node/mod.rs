@@ -30,6 +30,7 @@ pub mod quota;
 pub mod retention;
 pub mod search;
 mod search_plan;
+mod send_batch;
 pub mod session;
 pub mod store;
 pub mod task;
@@ -50,6 +51,7 @@ use tokio_util::task::TaskTracker;
 pub use deliver::{Delivery, SendOutcome};
 pub use history::{MessagePage, MessageQuery, ReceiveFilter};
 pub use inbound::FrameOutcome;
+pub use send_batch::SendBatch;
 pub use tasks::TaskQuery;
 
 use crate::config::Config;

@@ -1,5 +1,5 @@
 //! Shared helpers for integration tests: real nodes on ephemeral loopback ports, a JSON HTTP
-//! client, an SSE reader, and bounded polling.
+//! client, an SSE reader, a WebSocket client for the API port, and bounded polling.
 
 #![allow(dead_code)]
 
@@ -9,6 +9,11 @@ use std::time::Duration;
 use acp_relay::{Config, Server};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// A WebSocket client connection to a node's HTTP port (`/ws/stream`, `/messages:stream`).
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A node started for a test, with its data dir kept alive (and reusable for restarts).
 pub struct TestNode {
@@ -134,6 +139,20 @@ impl TestNode {
         let (status, resp) = self.post("/message:send", body).await;
         assert_eq!(status, 200, "send failed: {resp}");
         resp
+    }
+
+    /// `ws://…` for a path of this node's HTTP port.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.server.http_addr, path)
+    }
+
+    /// Opens a WebSocket on a path of the HTTP port; panics when the upgrade is refused.
+    pub async fn ws(&self, path: &str) -> Ws {
+        let (ws, resp) = tokio_tungstenite::connect_async(self.ws_url(path))
+            .await
+            .unwrap_or_else(|e| panic!("WebSocket {path}: {e}"));
+        assert_eq!(resp.status().as_u16(), 101);
+        ws
     }
 
     pub async fn stop(self) -> PathBuf {
@@ -272,6 +291,22 @@ impl SseReader {
                 Some(_) => continue,
                 None => panic!("SSE: timed out waiting for {what}"),
             }
+        }
+    }
+}
+
+/// The next text frame of `ws` as JSON (control frames skipped), or `None` after `secs`
+/// seconds or when the connection ends.
+pub async fn ws_next_json(ws: &mut Ws, secs: u64) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await.ok()?? {
+            Ok(Message::Text(t)) => {
+                return Some(serde_json::from_str(&t).unwrap_or(Value::String(t.to_string())));
+            }
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+            Ok(Message::Binary(_)) => panic!("binary frame from the node"),
+            Ok(Message::Close(_)) | Err(_) => return None,
         }
     }
 }
