@@ -135,6 +135,33 @@ fn best_address(addresses: &[IpAddr]) -> Option<IpAddr> {
     candidates.first().map(|ip| **ip)
 }
 
+/// The `.local.` host name the announcement's address records go under: a DNS label made
+/// of the agent's name and the did's tail (letters, digits and inner hyphens only), so an
+/// agent called "🤖" or "my_agent" still gets a valid one.
+fn host_name(agent: &str, tail: &str) -> String {
+    // At most 40 characters of the name, so the tail (what keeps two agents of one name
+    // apart) always fits in the 63 bytes of a label.
+    let agent: String = agent.chars().take(40).collect();
+    let raw: String = format!("{agent}-{tail}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let words: Vec<&str> = raw.split('-').filter(|w| !w.is_empty()).collect();
+    let mut label = words.join("-");
+    label.truncate(63);
+    let label = label.trim_end_matches('-');
+    format!(
+        "{}.local.",
+        if label.is_empty() { "acp-node" } else { label }
+    )
+}
+
 /// The running discovery: the mDNS daemon and what it found.
 pub struct Discovery {
     daemon: ServiceDaemon,
@@ -157,27 +184,11 @@ impl Discovery {
             .into_iter()
             .rev()
             .collect();
-        let label: String = node
-            .name()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .take(40)
-            .collect();
         let instance = format!(
             "{}-{tail}",
             node.name().chars().take(40).collect::<String>()
         );
-        let host = format!(
-            "{}-{}.local.",
-            label.trim_matches('-'),
-            tail.to_ascii_lowercase()
-        );
+        let host = host_name(node.name(), &tail);
         let name: String = node.name().chars().take(MAX_NAME).collect();
         let props = [
             ("v", FORMAT),
@@ -376,6 +387,15 @@ mod tests {
         let mut zero = record(&good(), &ok);
         zero.port = 0;
         assert!(LanPeer::from_record(&zero, "x", "now").is_err());
+    }
+
+    #[test]
+    fn host_names_are_dns_labels_whatever_the_agent_is_called() {
+        assert_eq!(host_name("Alice", "Ab_c-9"), "alice-ab-c-9.local.");
+        assert_eq!(host_name("🤖", "__"), "acp-node.local.");
+        assert_eq!(host_name("my agent.v2", "XyZ"), "my-agent-v2-xyz.local.");
+        let long = host_name(&"a".repeat(200), "tail");
+        assert_eq!(long, format!("{}-tail.local.", "a".repeat(40)));
     }
 
     proptest! {
