@@ -83,6 +83,16 @@ impl LanPeer {
         if token == own_token {
             return Err("our own announcement".into());
         }
+        // A token's characters, as links have them: anything else ('?', '#', '/') would make
+        // a link that names another token than the one announced.
+        if token.is_empty()
+            || token.len() > 128
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(format!("bad token {token:?}"));
+        }
         let name = field("name").unwrap_or("").trim();
         if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
             return Err(format!("bad name {name:?}"));
@@ -372,6 +382,8 @@ mod tests {
             (record(&with("v", "2"), &ok), "x"),
             (record(&with("tok", ""), &ok), "x"),
             (record(&with("tok", "tok/../x"), &ok), "x"),
+            (record(&with("tok", "tok_a?did=x"), &ok), "x"),
+            (record(&with("tok", "tok#a"), &ok), "x"),
             (record(&with("name", ""), &ok), "x"),
             (record(&with("name", "a\nb"), &ok), "x"),
             (record(&with("did", "did:web:evil"), &ok), "x"),

@@ -1301,8 +1301,11 @@ mod tests {
         // An older store (before v6) gets the table filled from its messages.
         {
             let conn = Connection::open(&path).unwrap();
-            conn.execute_batch("DROP TABLE peer_stored; PRAGMA user_version = 5;")
-                .unwrap();
+            conn.execute_batch(
+                "DROP TABLE peer_stored; DROP TABLE webhooks; DROP TABLE task_handles;
+                 PRAGMA user_version = 5;",
+            )
+            .unwrap();
         }
         let store = Store::open(&path).unwrap();
         assert_eq!(
