@@ -128,16 +128,12 @@ impl LanPeer {
 /// unspecified, multicast or link-local (a link-local address needs a zone a link cannot
 /// carry).
 fn best_address(addresses: &[IpAddr]) -> Option<IpAddr> {
-    let usable = |ip: &&IpAddr| match ip {
-        IpAddr::V4(v4) => {
-            !v4.is_loopback() && !v4.is_unspecified() && !v4.is_multicast() && !v4.is_broadcast()
-        }
-        IpAddr::V6(v6) => {
-            !v6.is_loopback()
-                && !v6.is_unspecified()
-                && !v6.is_multicast()
-                && !v6.is_unicast_link_local()
-        }
+    // What a link hint may carry, and never a group or broadcast address (an announcement
+    // can claim anything).
+    let usable = |ip: &&IpAddr| {
+        crate::wire::quic::usable_elsewhere(**ip)
+            && !ip.is_multicast()
+            && !matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
     };
     let mut candidates: Vec<&IpAddr> = addresses.iter().filter(usable).collect();
     // Deterministic: v4 before v6, then by address.

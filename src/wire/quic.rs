@@ -265,7 +265,7 @@ pub(crate) async fn close_gracefully(conn: &Connection) {
 
 /// Whether another machine could reach this address: not loopback, not unspecified, not an
 /// IPv6 link-local address (meaningless off its link, and it would need a zone).
-fn usable_elsewhere(ip: std::net::IpAddr) -> bool {
+pub(crate) fn usable_elsewhere(ip: std::net::IpAddr) -> bool {
     match ip {
         std::net::IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_unspecified(),
         std::net::IpAddr::V6(v6) => {
