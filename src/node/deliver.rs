@@ -1077,6 +1077,7 @@ impl Node {
                         pinned_key: None,
                         pinned_at: None,
                         key_change: None,
+                        kind: Default::default(),
                     };
                     peers
                         .peers

@@ -683,6 +683,7 @@ impl Node {
                     pinned_key: None,
                     pinned_at: None,
                     key_change: None,
+                    kind: Default::default(),
                 };
                 let display = record.name.clone();
                 peers.peers.insert(id.clone(), Peer::new(record));

@@ -30,6 +30,9 @@ pub enum ConnectionType {
     DcutrDirect,
     /// Through a relay server, end-to-end encrypted (level 3, over iroh).
     Relay,
+    /// Not a peer connection at all: the A2A bridge (`src/a2a/`) carries the frames over
+    /// A2A's HTTP bindings.
+    A2a,
 }
 
 impl ConnectionType {
@@ -39,6 +42,30 @@ impl ConnectionType {
             ConnectionType::P2pDirect => "p2p_direct",
             ConnectionType::DcutrDirect => "dcutr_direct",
             ConnectionType::Relay => "relay",
+            ConnectionType::A2a => "a2a",
+        }
+    }
+}
+
+/// What protocol the peer speaks. The node treats every kind alike (inbox, tasks, outbox,
+/// delivery states); only the thing attached as the peer's connection differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerKind {
+    /// Another ACP node over the peer WebSocket (or iroh): every peer before the A2A bridge.
+    #[default]
+    Acp,
+    /// An A2A agent: this node is its A2A client, or it is an A2A client of this node's A2A
+    /// server (`src/a2a/`).
+    A2a,
+}
+
+impl PeerKind {
+    /// The wire name in `/peers` (`acp`, `a2a`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerKind::Acp => "acp",
+            PeerKind::A2a => "a2a",
         }
     }
 }
@@ -98,6 +125,9 @@ pub struct PeerRecord {
     /// A refused key change, waiting for the user's decision (kept across restarts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_change: Option<KeyChange>,
+    /// The protocol the peer speaks (records written before the A2A bridge are ACP).
+    #[serde(default)]
+    pub kind: PeerKind,
 }
 
 /// A connection that presented another key than the pinned one.
@@ -239,6 +269,7 @@ impl Peer {
         let r = &self.record;
         json!({
             "id": r.id,
+            "kind": r.kind.as_str(),
             "name": r.name,
             "agent_name": r.agent_name,
             "link": r.link,
