@@ -71,8 +71,13 @@ impl Server {
         }
         let quic = wire::quic::bind(&node).await.map_err(NodeError::internal)?;
         let dial_quic = quic.clone();
+        // A peer is reached by its kind: an A2A agent through the A2A bridge, any other
+        // peer by dialling its link.
         node.set_dialer(Box::new(move |node, peer| {
-            wire::peer::spawn_dialer(node, peer, dial_quic.clone())
+            match node.peer_kind(&peer) {
+                Some(crate::node::peers::PeerKind::A2a) => crate::a2a::client::spawn(node, peer),
+                _ => wire::peer::spawn_dialer(node, peer, dial_quic.clone()),
+            }
         }));
         if let Some(quic) = quic {
             node.background()

@@ -13,4 +13,5 @@
 //! writes to that peer into A2A calls or answers, and turns A2A input into ACP frames fed to
 //! `Node::on_frame`, the path every wire session uses. docs/a2a.md has the mapping.
 
+pub mod client;
 pub mod types;

@@ -20,7 +20,8 @@ pub async fn one(State(node): State<Node>, ApiPath(id): ApiPath<String>) -> ApiR
     Ok(Json(node.peer(&id)?))
 }
 
-/// `POST /peers/connect` `{"link": "acp://…", "name"?}`.
+/// `POST /peers/connect` `{"link": "acp://…", "name"?}`, or `{"link": "https://…",
+/// "name"?, "bearer_token"? | "api_key"?}` for an A2A agent (`docs/a2a.md`).
 pub async fn connect(
     State(node): State<Node>,
     JsonObject(body): JsonObject,
@@ -32,6 +33,15 @@ pub async fn connect(
     let name = opt_str(&obj, "name")?;
     if name.as_ref().is_some_and(|n| n.len() > 128) {
         return Err(NodeError::invalid("'name' is longer than 128 characters").into());
+    }
+    if crate::a2a::client::is_agent_url(&link) {
+        let req = crate::a2a::client::ConnectRequest {
+            url: link,
+            name,
+            bearer_token: opt_str(&obj, "bearer_token")?,
+            api_key: opt_str(&obj, "api_key")?,
+        };
+        return Ok(Json(crate::a2a::client::connect(&node, req).await?));
     }
     let accept = match obj.get("accept_new_key") {
         None | Some(Value::Null) => false,

@@ -9,8 +9,10 @@ use serde_json::Value;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ConnectArgs {
     /// The other agent's link, exactly as they shared it: `acp://host:port/tok_…` (it may
-    /// end in `?did=…`, the agent's key). With accept_new_key it may instead be the id or
-    /// name of a known peer (from acp_peers), e.g. one that connected to you.
+    /// end in `?did=…`, the agent's key). Or the `http(s)://` URL of an A2A agent (its base
+    /// URL or its agent card's URL): the node reads its card and talks A2A to it. With
+    /// accept_new_key it may instead be the id or name of a known peer (from acp_peers), e.g.
+    /// one that connected to you.
     pub link: String,
     /// Optional short name to remember this peer by (defaults to the agent's own name).
     #[serde(default)]
@@ -20,6 +22,14 @@ pub struct ConnectArgs {
     /// the other agent really changed its key: otherwise it may be an impostor.
     #[serde(default)]
     pub accept_new_key: Option<bool>,
+    /// A2A agents only: the bearer token the agent's card asks for (sent as
+    /// `Authorization: Bearer …`). Stored in the node's data dir, never shown back.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    /// A2A agents only: the API key the agent's card asks for (sent in the header its card
+    /// names). Stored in the node's data dir, never shown back.
+    #[serde(default)]
+    pub api_key: Option<String>,
 }
 
 /// A file attached to a message by URL (ACP never inlines file bytes).

@@ -196,6 +196,9 @@ impl AcpMcp {
         Parameters(args): Parameters<JsonObject>,
     ) -> ToolResponse {
         let args: ConnectArgs = args!(args);
+        if crate::a2a::client::is_agent_url(&args.link) {
+            return self.connect_a2a(args).await;
+        }
         // A client that takes input requests is asked about a changed key (a form) instead
         // of being told which argument accepts it; the call goes on with its answer.
         let asks =
@@ -888,5 +891,59 @@ impl AcpMcp {
         }
         let card = node_try!(self.node.patch_card(&Value::Object(patch)));
         ok("Card updated.", &as_object(card))
+    }
+}
+
+impl AcpMcp {
+    /// `acp_connect` with an A2A agent's URL: the node reads its card and bridges it as a
+    /// peer; waits up to 5 s for the bridge to attach, as for a link.
+    async fn connect_a2a(&self, args: ConnectArgs) -> ToolResponse {
+        let req = crate::a2a::client::ConnectRequest {
+            url: args.link,
+            name: args.name,
+            bearer_token: args.bearer_token,
+            api_key: args.api_key,
+        };
+        let r = node_try!(crate::a2a::client::connect(&self.node, req).await);
+        let peer_id = r["peer_id"].as_str().unwrap_or_default().to_owned();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.node.peer_is_connected(&peer_id) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let peer = node_try!(self.node.peer(&peer_id));
+        let result = ConnectResult {
+            peer_id: peer_id.clone(),
+            name: peer["name"].as_str().unwrap_or(&peer_id).to_owned(),
+            connected: peer["connected"] == true,
+            link: r["url"].as_str().unwrap_or_default().to_owned(),
+            last_error: peer["last_error"].as_str().map(str::to_owned),
+            did: None,
+            verified: false,
+            connection_type: peer["connection_type"].as_str().map(str::to_owned),
+        };
+        let how = format!(
+            "A2A {} over {}",
+            r["interface"]["protocol_version"].as_str().unwrap_or("?"),
+            r["interface"]["protocol_binding"].as_str().unwrap_or("?")
+        );
+        let summary = if result.connected {
+            format!(
+                "Connected to the A2A agent {} ({}), {how}. Use acp_send with peer {} to talk to it.",
+                result.name, result.peer_id, result.peer_id
+            )
+        } else {
+            format!(
+                "Added the A2A agent {} ({}), {how}, but it is not reachable yet{}; messages \
+                 sent to it wait and go out when it is.",
+                result.name,
+                result.peer_id,
+                result
+                    .last_error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            )
+        };
+        ok(summary, &result).map(Into::into)
     }
 }

@@ -240,8 +240,11 @@ impl Peer {
 
     /// Whether the peer confirms what it stored (`capabilities.delivery_ack` in its card):
     /// acp-relay nodes do, the Python reference does not.
+    /// A bridged A2A peer confirms each message once the agent accepted it.
     pub fn confirms_delivery(&self) -> bool {
-        self.record
+        self.record.kind == PeerKind::A2a
+            || self
+                .record
             .agent_card
             .as_ref()
             .and_then(|c| c.get("capabilities"))
