@@ -37,6 +37,7 @@ def serve(build_app):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(('127.0.0.1', port))
+    sock.listen(128)
     port = sock.getsockname()[1]
     app = build_app(f'http://127.0.0.1:{port}')
     print(port, flush=True)
