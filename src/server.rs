@@ -73,11 +73,9 @@ impl Server {
         let dial_quic = quic.clone();
         // A peer is reached by its kind: an A2A agent through the A2A bridge, any other
         // peer by dialling its link.
-        node.set_dialer(Box::new(move |node, peer| {
-            match node.peer_kind(&peer) {
-                Some(crate::node::peers::PeerKind::A2a) => crate::a2a::client::spawn(node, peer),
-                _ => wire::peer::spawn_dialer(node, peer, dial_quic.clone()),
-            }
+        node.set_dialer(Box::new(move |node, peer| match node.peer_kind(&peer) {
+            Some(crate::node::peers::PeerKind::A2a) => crate::a2a::client::spawn(node, peer),
+            _ => wire::peer::spawn_dialer(node, peer, dial_quic.clone()),
         }));
         if let Some(quic) = quic {
             node.background()

@@ -131,12 +131,19 @@ async fn an_mcp_client_talks_to_an_a2a_echo_agent_over_both_bindings() {
     let entry = peer(&node, &peer_id).await;
     assert_eq!(entry["kind"], "a2a", "{entry}");
     assert_eq!(entry["name"], "echo-agent", "{entry}");
-    ok(&client, "acp_send", json!({"peer": peer_id, "text": "hello there"})).await;
+    ok(
+        &client,
+        "acp_send",
+        json!({"peer": peer_id, "text": "hello there"}),
+    )
+    .await;
     let m = receive_until(&client, "echo: hello there").await;
     assert_eq!(m["peer_id"], peer_id.as_str(), "{m}");
     // The agent accepted it: the message shows delivered.
     eventually(10, "the message shows delivered", || async {
-        let (_, msgs) = node.get(&format!("/messages?peer_id={peer_id}&direction=outbound")).await;
+        let (_, msgs) = node
+            .get(&format!("/messages?peer_id={peer_id}&direction=outbound"))
+            .await;
         msgs["messages"]
             .as_array()
             .is_some_and(|l| l.iter().any(|m| m["delivery"] == "delivered"))
@@ -161,7 +168,8 @@ async fn an_mcp_client_talks_to_an_a2a_echo_agent_over_both_bindings() {
         peer(&node, &rest_id).await["connected"] == true
     })
     .await;
-    node.send_text("over rest", json!({"peer_id": rest_id})).await;
+    node.send_text("over rest", json!({"peer_id": rest_id}))
+        .await;
     receive_until(&client, "echo: over rest").await;
     let (_, peers) = node.get("/peers").await;
     assert!(!peers.to_string().contains("tok-SECRET-1"), "{peers}");
@@ -172,7 +180,11 @@ async fn an_mcp_client_talks_to_an_a2a_echo_agent_over_both_bindings() {
         let mode = std::fs::metadata(&creds).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    assert!(std::fs::read_to_string(&creds).unwrap().contains("Bearer tok-SECRET-1"));
+    assert!(
+        std::fs::read_to_string(&creds)
+            .unwrap()
+            .contains("Bearer tok-SECRET-1")
+    );
 
     // Connecting again by the same URL is the same peer.
     let again = ok(&client, "acp_connect", json!({"link": echo.url()})).await;
@@ -192,7 +204,12 @@ async fn a_task_gets_an_artifact_asks_for_input_and_completes_with_the_answer() 
     let c = ok(&client, "acp_connect", json!({"link": agent.url()})).await;
     let peer_id = c["peer_id"].as_str().unwrap().to_owned();
 
-    let task = ok(&client, "acp_task_create", json!({"peer": peer_id, "text": "hi"})).await;
+    let task = ok(
+        &client,
+        "acp_task_create",
+        json!({"peer": peer_id, "text": "hi"}),
+    )
+    .await;
     let task_id = task["id"].as_str().expect("task id").to_owned();
     let get = |id: String| {
         let node = &node;
@@ -223,7 +240,12 @@ async fn a_task_gets_an_artifact_asks_for_input_and_completes_with_the_answer() 
     receive_until(&client, "hello Bob").await;
 
     // A task the agent keeps working on is canceled on the agent too.
-    let slow = ok(&client, "acp_task_create", json!({"peer": peer_id, "text": "wait"})).await;
+    let slow = ok(
+        &client,
+        "acp_task_create",
+        json!({"peer": peer_id, "text": "wait"}),
+    )
+    .await;
     let slow_id = slow["id"].as_str().unwrap().to_owned();
     eventually(30, "the slow task is working", || async {
         get(slow_id.clone()).await["status"] == "working"
@@ -245,7 +267,10 @@ async fn a_zero_point_three_agent_is_reached_with_message_send() {
     let node = lab.start("alpha").await;
     let agent = Agent::start(&py, "v03_agent.py", &[]).await;
     let (status, r) = node
-        .post("/peers/connect", json!({"link": agent.url(), "name": "old"}))
+        .post(
+            "/peers/connect",
+            json!({"link": agent.url(), "name": "old"}),
+        )
         .await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["interface"]["protocol_version"], "0.3", "{r}");
@@ -254,7 +279,8 @@ async fn a_zero_point_three_agent_is_reached_with_message_send() {
         peer(&node, "old").await["connected"] == true
     })
     .await;
-    node.send_text("from the past", json!({"peer_id": "old"})).await;
+    node.send_text("from the past", json!({"peer_id": "old"}))
+        .await;
     let client = mcp(&node).await;
     receive_until(&client, "echo03: from the past").await;
     client.cancel().await.ok();
@@ -278,20 +304,32 @@ async fn an_agent_that_is_down_gets_the_message_later_and_survives_a_restart() {
     })
     .await;
     echo.stop().await;
-    node.send_text("while you were away", json!({"peer_id": peer_id}))
+    let sent = node
+        .send_text("while you were away", json!({"peer_id": peer_id}))
         .await;
+    let sent_id = sent["message_id"].as_str().unwrap().to_owned();
     eventually(30, "the bridge notices the agent is down", || async {
         peer(&node, &peer_id).await["connected"] == false
     })
     .await;
     let (_, q) = node.get("/offline-queue").await;
-    assert!(q.to_string().contains("while you were away"), "{q}");
+    assert!(q.to_string().contains(&sent_id), "{q}");
 
     // Back on the same port: the queued message goes out and is answered.
     let echo = Agent::start(&py, "echo_agent.py", &[&port]).await;
     let client = mcp(&node).await;
     receive_until(&client, "echo: while you were away").await;
     client.cancel().await.ok();
+    eventually(10, "the late message shows delivered", || async {
+        let (_, m) = node
+            .get(&format!("/messages?peer_id={peer_id}&direction=outbound"))
+            .await;
+        m["messages"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|m| m["message_id"] == sent_id.as_str() && m["delivery"] == "delivered")
+        })
+    })
+    .await;
 
     // After a restart of the node the agent is still a peer, and attached again.
     let dir = node.stop().await;
@@ -349,7 +387,10 @@ async fn bad_agent_urls_and_cards_get_a_clear_400() {
             json!({"link": nothing, "bearer_token": "a", "api_key": "b"}),
             "not reachable",
         ),
-        (json!({"link": not_json, "bearer_token": 5}), "must be a string"),
+        (
+            json!({"link": not_json, "bearer_token": 5}),
+            "must be a string",
+        ),
     ];
     for (body, want) in cases {
         let (status, r) = node.post("/peers/connect", body.clone()).await;

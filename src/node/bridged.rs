@@ -58,10 +58,7 @@ impl Node {
                 if let Some(n) = name {
                     existing.record.name = n.to_owned();
                 }
-                (
-                    existing.record.id.clone(),
-                    revived && !existing.connected,
-                )
+                (existing.record.id.clone(), revived && !existing.connected)
             } else {
                 let id = peers.next_id();
                 let record = PeerRecord {

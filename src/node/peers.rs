@@ -245,12 +245,12 @@ impl Peer {
         self.record.kind == PeerKind::A2a
             || self
                 .record
-            .agent_card
-            .as_ref()
-            .and_then(|c| c.get("capabilities"))
-            .and_then(|c| c.get("delivery_ack"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
+                .agent_card
+                .as_ref()
+                .and_then(|c| c.get("capabilities"))
+                .and_then(|c| c.get("delivery_ack"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
     }
 
     /// Whether the message numbered `server_seq` to this peer is known to be in its store.

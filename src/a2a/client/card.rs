@@ -159,10 +159,14 @@ pub async fn fetch(
             )));
         }
         let card: Value = serde_json::from_slice(&answer.body).map_err(|e| {
-            CardError::Unusable(format!("{card_url} did not answer an agent card in JSON: {e}"))
+            CardError::Unusable(format!(
+                "{card_url} did not answer an agent card in JSON: {e}"
+            ))
         })?;
         let parsed: AgentCard = serde_json::from_value(card.clone()).map_err(|e| {
-            CardError::Unusable(format!("{card_url} answered JSON that is not an agent card: {e}"))
+            CardError::Unusable(format!(
+                "{card_url} answered JSON that is not an agent card: {e}"
+            ))
         })?;
         let interface = choose(&parsed).ok_or_else(|| {
             CardError::Unusable(format!(
@@ -234,17 +238,19 @@ pub fn credential(
                     "'api_key' must be 1 to 4096 characters without control characters",
                 ));
             }
-            let header = card.security_schemes.values().find_map(|s| {
-                match SecurityScheme::from_value(s)? {
-                    SecurityScheme::ApiKey { location, name }
-                        if location.eq_ignore_ascii_case("header")
-                            && hyper::header::HeaderName::from_bytes(name.as_bytes()).is_ok() =>
-                    {
-                        Some(name)
-                    }
-                    _ => None,
-                }
-            });
+            let header =
+                card.security_schemes
+                    .values()
+                    .find_map(|s| match SecurityScheme::from_value(s)? {
+                        SecurityScheme::ApiKey { location, name }
+                            if location.eq_ignore_ascii_case("header")
+                                && hyper::header::HeaderName::from_bytes(name.as_bytes())
+                                    .is_ok() =>
+                        {
+                            Some(name)
+                        }
+                        _ => None,
+                    });
             let header = header.ok_or_else(|| {
                 NodeError::invalid(
                     "the agent's card names no API-key header (securitySchemes with an apiKey \
@@ -288,8 +294,16 @@ mod tests {
         assert_eq!(choose(&rest).unwrap().binding, Binding::HttpJson);
         let old = card(json!({"url": "http://h/a2a", "protocolVersion": "0.3.0"}));
         let i = choose(&old).unwrap();
-        assert_eq!((i.binding, i.version), (Binding::JsonRpc, ProtocolVersion::V0_3));
-        assert_eq!(choose(&card(json!({"url": "http://h/", "preferredTransport": "GRPC"}))), None);
+        assert_eq!(
+            (i.binding, i.version),
+            (Binding::JsonRpc, ProtocolVersion::V0_3)
+        );
+        assert_eq!(
+            choose(&card(
+                json!({"url": "http://h/", "preferredTransport": "GRPC"})
+            )),
+            None
+        );
         assert_eq!(choose(&card(json!({}))), None);
         assert_eq!(choose(&card(json!({"url": "file:///etc/passwd"}))), None);
     }
@@ -313,15 +327,24 @@ mod tests {
 
     #[test]
     fn api_keys_go_in_the_header_the_card_names() {
-        let c1 = card(json!({"securitySchemes": {"k": {"apiKeySecurityScheme": {"location": "header", "name": "X-Key"}}}}));
+        let c1 = card(
+            json!({"securitySchemes": {"k": {"apiKeySecurityScheme": {"location": "header", "name": "X-Key"}}}}),
+        );
         let c = credential(&c1, None, Some("s")).unwrap().unwrap();
         assert_eq!((c.header.as_str(), c.value.as_str()), ("X-Key", "s"));
-        let old = card(json!({"securitySchemes": {"k": {"type": "apiKey", "in": "header", "name": "X-Old"}}}));
-        assert_eq!(credential(&old, None, Some("s")).unwrap().unwrap().header, "X-Old");
+        let old = card(
+            json!({"securitySchemes": {"k": {"type": "apiKey", "in": "header", "name": "X-Old"}}}),
+        );
+        assert_eq!(
+            credential(&old, None, Some("s")).unwrap().unwrap().header,
+            "X-Old"
+        );
         assert!(credential(&card(json!({})), None, Some("s")).is_err());
         assert!(credential(&c1, Some("t"), Some("s")).is_err());
         assert!(credential(&c1, Some("a\nb"), None).is_err());
-        let b = credential(&card(json!({})), Some("t"), None).unwrap().unwrap();
+        let b = credential(&card(json!({})), Some("t"), None)
+            .unwrap()
+            .unwrap();
         assert_eq!(b.value, "Bearer t");
     }
 }

@@ -101,10 +101,7 @@ mod tests {
         assert_eq!(parts[0].to_v03(), json!({"kind": "text", "text": "hi"}));
         assert_eq!(parts_to_acp(&parts), acp);
         let raw = Part::from_value(json!({"raw": "AAE=", "mediaType": "image/png"})).unwrap();
-        assert_eq!(
-            parts_to_acp(&[raw])[0]["url"],
-            "data:image/png;base64,AAE="
-        );
+        assert_eq!(parts_to_acp(&[raw])[0]["url"], "data:image/png;base64,AAE=");
     }
 
     #[test]

@@ -49,7 +49,11 @@ pub fn load(data_dir: &Path, peer_id: &str) -> Option<Credential> {
 }
 
 /// Stores (or, with `None`, forgets) the credential of `peer_id`.
-pub fn store(data_dir: &Path, peer_id: &str, credential: Option<&Credential>) -> std::io::Result<()> {
+pub fn store(
+    data_dir: &Path,
+    peer_id: &str,
+    credential: Option<&Credential>,
+) -> std::io::Result<()> {
     let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let mut all = read_all(data_dir);
     match credential {
@@ -93,7 +97,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path(dir.path())).unwrap().permissions().mode();
+            let mode = std::fs::metadata(path(dir.path()))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         store(dir.path(), "peer_001", None).unwrap();

@@ -112,11 +112,8 @@ pub async fn connect(node: &Node, req: ConnectRequest) -> NodeResult<Value> {
     let (raw, parsed, interface) = card::fetch(&connector, &url, for_card.as_ref())
         .await
         .map_err(|e| e.to_node_error())?;
-    let credential = card::credential(
-        &parsed,
-        req.bearer_token.as_deref(),
-        req.api_key.as_deref(),
-    )?;
+    let credential =
+        card::credential(&parsed, req.bearer_token.as_deref(), req.api_key.as_deref())?;
     let (peer_id, fresh) =
         node.register_bridged_peer(PeerKind::A2a, &canonical, req.name.as_deref(), raw)?;
     if let Some(c) = &credential {

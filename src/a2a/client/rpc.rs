@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 
 use super::card::{Binding, Interface};
 use super::convert;
-use crate::a2a::types::{self, Message, ProtocolVersion, Role, SendMessageResponse, Task};
 use super::credentials::Credential;
 use super::http::{self, Failure};
+use crate::a2a::types::{self, Message, ProtocolVersion, Role, SendMessageResponse, Task};
 use crate::node::webhooks::post::Connector;
 
 /// How long `SendMessage` may take. The bridge asks for an immediate answer
@@ -145,9 +145,8 @@ impl Agent {
         if !(200..300).contains(&answer.status) {
             return Err(CallError::Refused(reason(answer.status, &answer.body)));
         }
-        let v: Value = serde_json::from_slice(&answer.body).map_err(|e| {
-            CallError::Refused(format!("the agent's answer is not JSON: {e}"))
-        })?;
+        let v: Value = serde_json::from_slice(&answer.body)
+            .map_err(|e| CallError::Refused(format!("the agent's answer is not JSON: {e}")))?;
         match self.interface.binding {
             Binding::HttpJson => Ok(v),
             Binding::JsonRpc => {
@@ -185,7 +184,9 @@ impl Agent {
             )
             .await?;
         serde_json::from_value(v).map_err(|e| {
-            CallError::Refused(format!("the agent answered neither a message nor a task: {e}"))
+            CallError::Refused(format!(
+                "the agent answered neither a message nor a task: {e}"
+            ))
         })
     }
 

@@ -276,10 +276,7 @@ impl Bridge {
         let (remote_task, context) = {
             let s = self.lock();
             match local.as_ref().and_then(|l| s.links.by_local.get(l)) {
-                Some(r) => (
-                    Some(r.task_id.clone()),
-                    r.context_id.clone().or(context_id),
-                ),
+                Some(r) => (Some(r.task_id.clone()), r.context_id.clone().or(context_id)),
                 None => (
                     context_id
                         .as_ref()
@@ -417,9 +414,7 @@ impl Bridge {
                 local,
             );
         }
-        if state_changed
-            && let (Some(l), Some(state)) = (local, acp_state)
-        {
+        if state_changed && let (Some(l), Some(state)) = (local, acp_state) {
             let error = (state == TaskState::Failed).then(|| {
                 let text: String = task
                     .status
@@ -497,9 +492,10 @@ impl Bridge {
             .map(|(l, r)| (l.clone(), r.task_id.clone()))
             .collect();
         for (local, remote) in linked {
-            let working = self.node.task(&local).is_ok_and(|t| {
-                !t.status.is_terminal() && t.status != TaskState::InputRequired
-            });
+            let working = self
+                .node
+                .task(&local)
+                .is_ok_and(|t| !t.status.is_terminal() && t.status != TaskState::InputRequired);
             if working {
                 self.follow(remote, Some(local));
             }
