@@ -6,6 +6,7 @@
 //!   0.3 JSON schema. Not the official Rust crates: they pull gRPC, a second reqwest and a
 //!   C-built TLS library for a 1.0-only API; a few hundred lines of serde read both
 //!   versions.
+//! - [`server`] — the A2A server: the card, `/a2a/jsonrpc`, `/a2a/rest`; each caller a peer.
 //!
 //! The node stays unaware of A2A beyond a peer kind ([`crate::node::peers::PeerKind::A2a`]):
 //! an A2A peer is a peer whose "connection" is a bridge task attached with
@@ -14,4 +15,5 @@
 //! `Node::on_frame`, the path every wire session uses. docs/a2a.md has the mapping.
 
 pub mod client;
+pub mod server;
 pub mod types;

@@ -240,9 +240,10 @@ impl Peer {
 
     /// Whether the peer confirms what it stored (`capabilities.delivery_ack` in its card):
     /// acp-relay nodes do, the Python reference does not.
-    /// A bridged A2A peer confirms each message once the agent accepted it.
+    /// An A2A agent this node dialled (the A2A client's bridge) confirms each message once
+    /// the agent accepted it.
     pub fn confirms_delivery(&self) -> bool {
-        self.record.kind == PeerKind::A2a
+        (self.record.kind == PeerKind::A2a && self.record.dialed)
             || self
                 .record
                 .agent_card

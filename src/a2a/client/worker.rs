@@ -84,7 +84,7 @@ pub async fn run(node: Node, peer_id: String) {
         if shutdown.is_cancelled() {
             return;
         }
-        let Some(peer) = node.bridged_peer(&peer_id, PeerKind::A2a) else {
+        let Some(peer) = node.bridge_target(&peer_id, PeerKind::A2a) else {
             return;
         };
         let url = match url::Url::parse(&peer.url) {
@@ -190,7 +190,7 @@ impl Bridge {
                     }
                 }
                 _ = pump.tick() => {
-                    if node.bridged_peer(&self.peer_id, PeerKind::A2a).is_none() {
+                    if node.bridge_target(&self.peer_id, PeerKind::A2a).is_none() {
                         break;
                     }
                     node.pump_queue(&self.peer_id);
