@@ -239,6 +239,22 @@ async fn a_task_gets_an_artifact_asks_for_input_and_completes_with_the_answer() 
     assert!(t.to_string().contains("greeting for Bob"), "{t}");
     receive_until(&client, "hello Bob").await;
 
+    // The agent refuses a message to its finished task: the message ends failed with the
+    // agent's reason, and is not sent again.
+    ok(
+        &client,
+        "acp_send",
+        json!({"peer": peer_id, "task_id": task_id, "text": "once more"}),
+    )
+    .await;
+    eventually(30, "the refusal is reported", || async {
+        peer(&node, &peer_id).await["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("terminal state"))
+    })
+    .await;
+    assert_eq!(get(task_id.clone()).await["status"], "completed");
+
     // A task the agent keeps working on is canceled on the agent too.
     let slow = ok(
         &client,

@@ -347,4 +347,50 @@ mod tests {
             .unwrap();
         assert_eq!(b.value, "Bearer t");
     }
+
+    proptest::proptest! {
+        /// Any card an agent serves, however odd, is read without a panic; an interface is
+        /// chosen only with an http(s) URL that has a host, and an API-key header only
+        /// with a valid header name.
+        #[test]
+        fn any_card_is_read_without_panic(
+            v in crate::test_support::arb_json(),
+            url in "[a-z]{1,8}://[a-z0-9.:]{0,20}/?[a-z]{0,5}",
+            binding in proptest::prop_oneof![
+                proptest::strategy::Just("JSONRPC".to_owned()),
+                proptest::strategy::Just("HTTP+JSON".to_owned()),
+                proptest::strategy::Just("GRPC".to_owned()),
+                "[A-Z+]{0,8}",
+            ],
+            version in proptest::option::of("[0-9.]{0,4}"),
+            key_name in "[ -~]{0,12}",
+        ) {
+            let mut shaped = json!({"name": "x", "supportedInterfaces": [
+                {"url": url, "protocolBinding": binding, "protocolVersion": version},
+                v.clone(),
+            ], "url": url, "securitySchemes": {
+                "k": {"apiKeySecurityScheme": {"location": "header", "name": key_name}},
+                "j": v.clone(),
+            }});
+            if let Value::Object(extra) = &v {
+                for (k, x) in extra {
+                    shaped[k] = x.clone();
+                }
+            }
+            for candidate in [v, shaped] {
+                let Ok(card) = serde_json::from_value::<AgentCard>(candidate) else {
+                    continue;
+                };
+                if let Some(i) = choose(&card) {
+                    proptest::prop_assert!(matches!(i.url.scheme(), "http" | "https"));
+                    proptest::prop_assert!(i.url.host().is_some());
+                }
+                if let Ok(Some(c)) = credential(&card, None, Some("k")) {
+                    proptest::prop_assert!(
+                        hyper::header::HeaderName::from_bytes(c.header.as_bytes()).is_ok()
+                    );
+                }
+            }
+        }
+    }
 }

@@ -112,4 +112,27 @@ mod tests {
         assert_eq!(state(A::Rejected), Some(TaskState::Failed));
         assert_eq!(state(A::Submitted), None);
     }
+
+    proptest::proptest! {
+        /// Any parts a caller or an agent sends are converted without a panic, and valid
+        /// ACP text and data parts come back as they went.
+        #[test]
+        fn any_parts_convert_without_panic(
+            v in proptest::collection::vec(crate::test_support::arb_json(), 0..6),
+            texts in proptest::collection::vec("\\PC{0,20}", 1..4),
+        ) {
+            let out = parts_to_a2a(&v);
+            let _ = parts_to_acp(&out);
+            for p in &v {
+                if let Ok(part) = Part::from_value(p.clone()) {
+                    let _ = parts_to_acp(&[part]);
+                }
+            }
+            let acp: Vec<Value> = texts
+                .iter()
+                .map(|t| json!({"type": "text", "content": t}))
+                .collect();
+            proptest::prop_assert_eq!(parts_to_acp(&parts_to_a2a(&acp)), acp);
+        }
+    }
 }
