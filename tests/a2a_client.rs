@@ -185,6 +185,17 @@ async fn an_mcp_client_talks_to_an_a2a_echo_agent_over_both_bindings() {
             .unwrap()
             .contains("Bearer tok-SECRET-1")
     );
+    // Removing the agent stops its bridge and forgets its credential.
+    let (status, _) = node
+        .request(reqwest::Method::DELETE, &format!("/peers/{rest_id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    eventually(30, "the credential is deleted", || async {
+        !std::fs::read_to_string(&creds)
+            .unwrap_or_default()
+            .contains("tok-SECRET-1")
+    })
+    .await;
 
     // Connecting again by the same URL is the same peer.
     let again = ok(&client, "acp_connect", json!({"link": echo.url()})).await;

@@ -140,7 +140,15 @@ pub async fn connect(node: &Node, req: ConnectRequest) -> NodeResult<Value> {
 
 /// Starts the bridge of the A2A peer `peer_id` (the dialler hook calls it for peers of kind
 /// `a2a`, at connect time and for stored peers at start-up).
+/// A second start for a peer whose bridge still runs (a peer removed and added again within
+/// the bridge's backoff) is ignored: one bridge per peer.
 pub fn spawn(node: Node, peer_id: String) {
+    let Some(running) = worker::Running::claim(&node, &peer_id) else {
+        return;
+    };
     let tracker = node.background().clone();
-    tracker.spawn(worker::run(node, peer_id));
+    tracker.spawn(async move {
+        worker::run(node, peer_id).await;
+        drop(running);
+    });
 }

@@ -71,7 +71,33 @@ struct Bridge {
     shared: Arc<Mutex<Shared>>,
 }
 
-/// Runs the bridge of `peer_id` until the peer is removed or the node stops.
+/// The bridges running in this process, by data dir and peer id.
+static RUNNING: Mutex<Option<HashSet<(std::path::PathBuf, String)>>> = Mutex::new(None);
+
+/// A bridge's claim on its peer: held while it runs, released when dropped.
+pub struct Running((std::path::PathBuf, String));
+
+impl Running {
+    /// Claims `peer_id` of `node`; `None` when its bridge already runs.
+    pub fn claim(node: &Node, peer_id: &str) -> Option<Running> {
+        let key = (node.config().data_dir.clone(), peer_id.to_owned());
+        let mut set = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+        set.get_or_insert_with(HashSet::new)
+            .insert(key.clone())
+            .then_some(Running(key))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(set) = RUNNING.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            set.remove(&self.0);
+        }
+    }
+}
+
+/// Runs the bridge of `peer_id` until the peer is removed (its stored credential is then
+/// deleted) or the node stops.
 pub async fn run(node: Node, peer_id: String) {
     let connector = Arc::new(Connector::default());
     let shared = Arc::new(Mutex::new(Shared {
@@ -85,6 +111,9 @@ pub async fn run(node: Node, peer_id: String) {
             return;
         }
         let Some(peer) = node.bridge_target(&peer_id, PeerKind::A2a) else {
+            if let Err(e) = credentials::store(&node.config().data_dir, &peer_id, None) {
+                tracing::warn!(peer = %peer_id, "cannot delete the removed agent's credential: {e}");
+            }
             return;
         };
         let url = match url::Url::parse(&peer.url) {
