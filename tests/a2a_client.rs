@@ -138,6 +138,9 @@ async fn an_mcp_client_talks_to_an_a2a_echo_agent_over_both_bindings() {
     )
     .await;
     let m = receive_until(&client, "echo: hello there").await;
+    let listed = call(&client, "acp_peers", json!({})).await;
+    let listed_text = format!("{:?}", listed.content);
+    assert!(listed_text.contains("an A2A agent at"), "{listed_text}");
     assert_eq!(m["peer_id"], peer_id.as_str(), "{m}");
     // The agent accepted it: the message shows delivered.
     eventually(10, "the message shows delivered", || async {

@@ -618,6 +618,9 @@ impl AcpMcp {
             .flatten()
             .map(|p| {
                 let who = match (p["did"].as_str(), p["verified"] == true) {
+                    _ if p["kind"] == "a2a" && p["dialed"] == true => {
+                        format!("an A2A agent at {}", p["link"].as_str().unwrap_or("?"))
+                    }
                     (Some(d), true) => format!("verified {d}"),
                     (Some(d), false) => format!("pinned {d}, not verified now"),
                     (None, _) => "identity unknown".to_owned(),
