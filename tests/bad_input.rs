@@ -519,7 +519,7 @@ async fn connect_refuses_bad_links() {
         json!({"link": ""}),
         json!({"link": 5}),
         json!({"link": ["acp://127.0.0.1:1/tok"]}),
-        json!({"link": "http://x"}),
+        json!({"link": "ftp://x"}),
         json!({"link": "ws://127.0.0.1:7801/tok_abc"}),
         json!({"link": "acp://host:99999/tok"}),
         json!({"link": "acp://host:0/tok"}),

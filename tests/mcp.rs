@@ -374,7 +374,7 @@ async fn two_agents_talk_through_mcp() {
     let bad = call(&a, "acp_send", json!({"text": "x", "peer": "nobody"})).await;
     assert_eq!(bad.is_error, Some(true));
     assert!(text_of(&bad).contains("ERR_NOT_FOUND"));
-    let bad = call(&a, "acp_connect", json!({"link": "http://not-a-link"})).await;
+    let bad = call(&a, "acp_connect", json!({"link": "ftp://not-a-link"})).await;
     assert_eq!(bad.is_error, Some(true));
     let bad = call(&a, "acp_receive", json!({"wait_seconds": 600})).await;
     assert_eq!(bad.is_error, Some(true));
