@@ -268,6 +268,24 @@ async fn a_task_gets_an_artifact_asks_for_input_and_completes_with_the_answer() 
     })
     .await;
     assert_eq!(get(task_id.clone()).await["status"], "completed");
+    let (_, msgs) = node
+        .get(&format!("/messages?peer_id={peer_id}&direction=outbound"))
+        .await;
+    let refused = msgs["messages"]
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|m| m["parts"][0]["content"] == "once more")
+                .cloned()
+        })
+        .unwrap_or_default();
+    assert_eq!(refused["delivery"], "failed", "{msgs}");
+    assert!(
+        refused["delivery_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("terminal state")),
+        "{refused}"
+    );
 
     // A task the agent keeps working on is canceled on the agent too.
     let slow = ok(

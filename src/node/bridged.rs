@@ -13,6 +13,14 @@ use super::error::{NodeError, NodeResult};
 use super::inbound::FrameOutcome;
 use super::peers::{Peer, PeerKind, PeerRecord};
 
+/// Most refused messages remembered per bridged peer (the oldest ids are forgotten first;
+/// message ids rise, so that is the oldest messages).
+const MAX_REFUSED: usize = 10_000;
+
+fn refused_key(peer_id: &str) -> String {
+    format!("bridged_refused:{peer_id}")
+}
+
 /// A bridged peer as the bridge needs it back after a restart.
 #[derive(Debug, Clone)]
 pub struct BridgedPeer {
@@ -180,8 +188,25 @@ impl Node {
         self.on_ack(peer_id, message_ids);
     }
 
+    /// Reads back which messages a bridged peer refused (kept in `meta`), after a restart.
+    pub async fn restore_refused(&self, peer_id: &str) {
+        let key = refused_key(peer_id);
+        let stored: Option<std::collections::BTreeMap<String, String>> = self
+            .inner
+            .store
+            .read(move |conn| super::store::get_meta(conn, &key))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| serde_json::from_str(&s).ok());
+        if let (Some(stored), Some(p)) = (stored, self.lock_peers().peers.get_mut(peer_id)) {
+            p.refused = stored;
+        }
+    }
+
     /// The agent refused a message for good (its answer says why): it is not sent again,
-    /// a task it started fails with the reason, and watchers get a `delivery_failed` event.
+    /// `/messages` shows it `failed` with the reason, a task it started fails with the
+    /// reason, and watchers get a `delivery_failed` event.
     pub fn bridged_failed(
         &self,
         peer_id: &str,
@@ -197,9 +222,22 @@ impl Node {
         );
         // Out of the unconfirmed set (no re-send after a restart); the watermark may move.
         self.on_ack(peer_id, &[message_id.to_owned()]);
-        if let Some(p) = self.lock_peers().peers.get_mut(peer_id) {
+        let refused = {
+            let mut peers = self.lock_peers();
+            let Some(p) = peers.peers.get_mut(peer_id) else {
+                return Ok(());
+            };
             p.last_error = Some(format!("message {message_id} refused: {reason}"));
-        }
+            p.refused.insert(message_id.to_owned(), reason.to_owned());
+            while p.refused.len() > MAX_REFUSED {
+                p.refused.pop_first();
+            }
+            serde_json::to_string(&p.refused).unwrap_or_default()
+        };
+        self.inner.store.write(super::store::WriteOp::SetMeta {
+            key: refused_key(peer_id),
+            value: refused,
+        });
         if let Some(task_id) = task_id
             && self
                 .lock_tasks()

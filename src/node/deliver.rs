@@ -603,7 +603,8 @@ impl Node {
     }
 
     /// Adds `delivery` to outbound `/messages` entries: `delivered` once the peer confirmed
-    /// the message, `sent` before (and for peers that do not confirm).
+    /// the message, `sent` before (and for peers that do not confirm), `failed` (with
+    /// `delivery_error`) when a bridged peer refused it.
     pub(crate) fn mark_delivery(&self, rows: &[MessageRow], entries: &mut [Value]) {
         let peers = self.lock_peers();
         for (row, entry) in rows.iter().zip(entries.iter_mut()) {
@@ -614,6 +615,16 @@ impl Node {
                 (Some(p), Some(seq)) => peers.peers.get(p).is_some_and(|p| p.confirmed(seq)),
                 _ => false,
             };
+            let refused = row
+                .peer_id
+                .as_ref()
+                .and_then(|p| peers.peers.get(p))
+                .and_then(|p| p.refused.get(&row.message_id));
+            if let (Some(reason), Some(obj)) = (refused, entry.as_object_mut()) {
+                obj.insert("delivery".into(), json!("failed"));
+                obj.insert("delivery_error".into(), json!(reason));
+                continue;
+            }
             if let Some(obj) = entry.as_object_mut() {
                 obj.insert(
                     "delivery".into(),

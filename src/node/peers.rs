@@ -175,6 +175,9 @@ pub struct Peer {
     pub connection_type: ConnectionType,
     /// Messages the peer could not store yet and asked to get again later.
     pub held: super::held::Held,
+    /// Messages a bridged peer refused for good, with its reason (`/messages` shows them
+    /// `failed`); see [`super::bridged`].
+    pub refused: std::collections::BTreeMap<String, String>,
 }
 
 impl Peer {
@@ -192,6 +195,7 @@ impl Peer {
             identity: LiveIdentity::default(),
             connection_type: ConnectionType::default(),
             held: Default::default(),
+            refused: Default::default(),
         }
     }
 

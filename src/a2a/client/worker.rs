@@ -104,6 +104,7 @@ pub async fn run(node: Node, peer_id: String) {
         links: Links::load(&node, &peer_id).await,
         ..Default::default()
     }));
+    node.restore_refused(&peer_id).await;
     let shutdown = node.shutdown_token();
     let mut backoff = MIN_BACKOFF;
     loop {
