@@ -196,19 +196,20 @@ pub struct NodeArgs {
     /// UDP port of the QUIC endpoint used with --relay (0 = any free port).
     #[arg(long, env = "ACP_QUIC_PORT", default_value_t = 0)]
     pub quic_port: u16,
-    /// Remove messages older than this many days (0 = keep them however old). Unconfirmed,
-    /// queued and open-task messages are never removed.
-    #[arg(long, env = "ACP_RETAIN_DAYS", default_value_t = DEFAULT_RETAIN_DAYS)]
-    pub retain_days: u64,
+    /// Remove messages older than this many days (0 = keep them however old; default 30).
+    /// Unconfirmed, queued and open-task messages are never removed. Named here, it wins over
+    /// a value saved by `PATCH /retention`.
+    #[arg(long, env = "ACP_RETAIN_DAYS")]
+    pub retain_days: Option<u64>,
 
-    /// Keep at most this many messages, removing the oldest (0 = no count limit).
-    #[arg(long, env = "ACP_RETAIN_MESSAGES", default_value_t = DEFAULT_RETAIN_MESSAGES)]
-    pub retain_messages: u64,
+    /// Keep at most this many messages, removing the oldest (0 = no count limit, the default).
+    #[arg(long, env = "ACP_RETAIN_MESSAGES")]
+    pub retain_messages: Option<u64>,
 
     /// Keep the store (database + WAL) under this many MiB: retention removes the oldest
-    /// messages past 90 % of it, and at the limit sends get 507 (0 = no limit).
-    #[arg(long, env = "ACP_MAX_STORE_MB", default_value_t = DEFAULT_MAX_STORE_MB)]
-    pub max_store_mb: u64,
+    /// messages past 90 % of it, and at the limit sends get 507 (0 = no limit; default 2048).
+    #[arg(long, env = "ACP_MAX_STORE_MB")]
+    pub max_store_mb: Option<u64>,
 
     /// Most message frames one peer may send per second, sustained; more are refused with
     /// `rate_limited` and the sender sends them again later (0 = no limit).
@@ -273,6 +274,9 @@ pub struct Config {
     pub offline_queue_limit: usize,
     /// What retention keeps (changeable on a running node through `PATCH /retention`).
     pub retention: crate::node::retention::Policy,
+    /// The retention settings this start named (flags or environment): they win over the
+    /// values a `PATCH /retention` saved; the others take the saved value, if any.
+    pub retention_named: crate::node::retention::Overrides,
     /// What one peer may send in: rates and stored bytes.
     pub peer_limits: crate::node::quota::Limits,
     /// Extra Host names accepted by the HTTP port.
@@ -454,6 +458,11 @@ impl NodeArgs {
             data_dir,
             offline_queue_limit: self.offline_queue_limit.max(1),
             retention: crate::node::retention::Policy {
+                retain_days: self.retain_days.unwrap_or(DEFAULT_RETAIN_DAYS),
+                retain_messages: self.retain_messages.unwrap_or(DEFAULT_RETAIN_MESSAGES),
+                max_store_mb: self.max_store_mb.unwrap_or(DEFAULT_MAX_STORE_MB),
+            },
+            retention_named: crate::node::retention::Overrides {
                 retain_days: self.retain_days,
                 retain_messages: self.retain_messages,
                 max_store_mb: self.max_store_mb,
@@ -509,6 +518,7 @@ impl Config {
             data_dir,
             offline_queue_limit: DEFAULT_OFFLINE_QUEUE_LIMIT,
             retention: crate::node::retention::Policy::default(),
+            retention_named: Default::default(),
             peer_limits: crate::node::quota::Limits::default(),
             allowed_hosts: Vec::new(),
             cors_origins: Vec::new(),
@@ -667,6 +677,20 @@ mod tests {
         let shown: Vec<String> = cfg.cors_origins.iter().map(|o| o.to_string()).collect();
         assert_eq!(shown, ["https://app.example", "http://localhost:5173"]);
         assert!(resolve(&["--max-peers", "0"]).is_err());
+    }
+
+    #[test]
+    fn retention_flags_say_which_settings_the_start_named() {
+        let cfg = resolve(&[]).unwrap();
+        assert_eq!(cfg.retention, crate::node::retention::Policy::default());
+        assert_eq!(cfg.retention_named, Default::default());
+        let cfg = resolve(&["--retain-days", "0", "--max-store-mb", "64"]).unwrap();
+        assert_eq!(cfg.retention.retain_days, 0);
+        assert_eq!(cfg.retention.max_store_mb, 64);
+        assert_eq!(cfg.retention.retain_messages, DEFAULT_RETAIN_MESSAGES);
+        assert_eq!(cfg.retention_named.retain_days, Some(0));
+        assert_eq!(cfg.retention_named.max_store_mb, Some(64));
+        assert_eq!(cfg.retention_named.retain_messages, None);
     }
 
     #[test]

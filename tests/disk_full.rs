@@ -202,6 +202,22 @@ async fn a_full_disk_at_the_sender_refuses_sends_and_resumes() {
         .post("/tasks", json!({"role": "user", "text": "t"}))
         .await;
     assert_eq!(status, 507, "task writes are refused too: {task}");
+    // A retention change (what a user reaches for now) applies, and says it is not saved.
+    let (status, ret) = sender
+        .request(
+            reqwest::Method::PATCH,
+            "/retention",
+            Some(json!({"retain_days": 30})),
+        )
+        .await;
+    assert_eq!(status, 200, "{ret}");
+    assert_eq!(ret["saved"], false, "{ret}");
+    assert!(
+        ret["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("until the node stops")),
+        "{ret}"
+    );
 
     std::fs::remove_file(&filler).unwrap();
     eventually(60, "the sender takes sends again", || async {

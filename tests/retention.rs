@@ -313,3 +313,67 @@ async fn a_size_limit_keeps_the_data_dir_bounded_while_messages_flow() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A `PATCH /retention` holds after a restart; a setting the restart names in its flags wins
+/// over the saved one, and `sources` says which is which.
+#[tokio::test]
+async fn a_retention_patch_survives_a_restart_unless_the_flags_name_the_setting() {
+    let lab = Lab::new();
+    let a = lab.start("a").await;
+    let (_, before) = a.get("/retention").await;
+    assert_eq!(
+        before["sources"],
+        json!({"retain_days": "default", "retain_messages": "default", "max_store_mb": "default"}),
+        "{before}"
+    );
+    let (status, patched) = a
+        .request(
+            reqwest::Method::PATCH,
+            "/retention",
+            Some(json!({"retain_messages": 500, "max_store_mb": 64})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["saved"], true, "{patched}");
+    assert_eq!(patched["sources"]["retain_messages"], "saved");
+    let (status, _) = a
+        .request(
+            reqwest::Method::PATCH,
+            "/retention",
+            Some(json!({"retain_days": 9})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    a.stop().await;
+
+    let a = lab.start("a").await;
+    let (_, after) = a.get("/retention").await;
+    assert_eq!(
+        (
+            &after["retain_days"],
+            &after["retain_messages"],
+            &after["max_store_mb"]
+        ),
+        (&json!(9), &json!(500), &json!(64)),
+        "both patches hold after the restart: {after}"
+    );
+    assert_eq!(
+        after["sources"],
+        json!({"retain_days": "saved", "retain_messages": "saved", "max_store_mb": "saved"})
+    );
+    a.stop().await;
+
+    let mut flags = lab.config("a");
+    flags.retention.max_store_mb = 32;
+    flags.retention_named.max_store_mb = Some(32);
+    let a = start_with(flags).await;
+    let (_, named) = a.get("/retention").await;
+    assert_eq!(named["max_store_mb"], 32, "the flag wins: {named}");
+    assert_eq!(
+        named["retain_messages"], 500,
+        "the rest stays saved: {named}"
+    );
+    assert_eq!(named["sources"]["max_store_mb"], "flag");
+    assert_eq!(named["sources"]["retain_messages"], "saved");
+    a.stop().await;
+}

@@ -14,10 +14,10 @@ pub async fn get(State(node): State<Node>) -> Json<Value> {
 }
 
 /// `PATCH /retention`: change `retain_days`, `retain_messages`, `max_store_mb` on the running
-/// node (until it restarts; the flags set them at start).
+/// node; saved, so they hold after a restart that does not name them in its flags.
 pub async fn patch(
     State(node): State<Node>,
     JsonObject(body): JsonObject,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(node.set_retention(&body)?))
+    Ok(Json(node.set_retention(&body).await?))
 }

@@ -187,10 +187,15 @@ impl Node {
     pub fn open(mut config: Config) -> NodeResult<Node> {
         let lock = lock_data_dir(&mut config)?;
         let store = Store::open(&config.data_dir.join("node.db"))?;
+        let restored = store.read_now(restore)?;
+        let retention_start = retention::starting(
+            config.retention,
+            config.retention_named,
+            restored.retention_saved,
+        );
         store
             .capacity()
-            .set_max_bytes(config.retention.max_store_bytes());
-        let restored = store.read_now(restore)?;
+            .set_max_bytes(retention_start.0.max_store_bytes());
         let token = match restored.token.clone() {
             Some(t) => t,
             None => {
@@ -266,7 +271,7 @@ impl Node {
             started_at: ids::now_unix(),
             started_iso: ids::now_iso(),
             events: EventLog::new(store.clone(), restored.last_event_seq),
-            retention: retention::Retention::new(config.retention),
+            retention: retention::Retention::new(retention_start, restored.retention_saved),
             quotas: quota::Quotas::new(config.peer_limits),
             store,
             card: RwLock::new(card),
@@ -908,11 +913,16 @@ struct Restored {
     last_event_seq: u64,
     /// Registered webhooks: (url, record), in registration order.
     webhooks: Vec<(String, String)>,
+    /// Retention settings saved by `PATCH /retention`.
+    retention_saved: retention::Overrides,
 }
 
 fn restore(conn: &rusqlite::Connection) -> rusqlite::Result<Restored> {
     let token = store::get_meta(conn, "token")?;
     let delegation = store::get_meta(conn, "delegation_chain")?
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    let retention_saved = store::get_meta(conn, retention::SAVED_KEY)?
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or_default();
     let card_edits = store::get_meta(conn, "card_edits")?
@@ -1029,6 +1039,7 @@ fn restore(conn: &rusqlite::Connection) -> rusqlite::Result<Restored> {
         queue_seq: queue_seq.max(0) as u64,
         last_event_seq: last_event_seq.max(0) as u64,
         webhooks,
+        retention_saved,
     })
 }
 

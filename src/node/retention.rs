@@ -9,6 +9,10 @@
 //! answered the batch before it, so sends never wait behind a prune and normal writes
 //! interleave with it.
 //!
+//! A `PATCH /retention` is saved in the store (`meta` key `retention`) and holds across
+//! restarts for every setting the next start does not name itself (a flag or its
+//! environment variable wins); `GET /retention` says where each setting came from.
+//!
 //! Never removed: an outbound message a peer has not confirmed (numbered above the oldest
 //! unconfirmed one of any peer), a message waiting in an offline queue, and the messages of
 //! an open (not terminal) task.
@@ -17,7 +21,7 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -102,6 +106,87 @@ impl Policy {
     }
 }
 
+/// Retention settings named one by one, each optional: the ones a start's flags named, or
+/// the ones `PATCH /retention` saved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overrides {
+    /// `retain_days`, when named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_days: Option<u64>,
+    /// `retain_messages`, when named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_messages: Option<u64>,
+    /// `max_store_mb`, when named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_store_mb: Option<u64>,
+}
+
+/// The `meta` key a `PATCH /retention` is saved under.
+pub(crate) const SAVED_KEY: &str = "retention";
+
+impl Overrides {
+    /// The settings of `policy` that a (validated) `PATCH` body names.
+    fn named_in(body: &Value, policy: Policy) -> Overrides {
+        let has = |k: &str| body.get(k).is_some();
+        Overrides {
+            retain_days: has("retain_days").then_some(policy.retain_days),
+            retain_messages: has("retain_messages").then_some(policy.retain_messages),
+            max_store_mb: has("max_store_mb").then_some(policy.max_store_mb),
+        }
+    }
+
+    /// `later` over `self`, setting by setting.
+    fn then(self, later: Overrides) -> Overrides {
+        Overrides {
+            retain_days: later.retain_days.or(self.retain_days),
+            retain_messages: later.retain_messages.or(self.retain_messages),
+            max_store_mb: later.max_store_mb.or(self.max_store_mb),
+        }
+    }
+}
+
+/// Where each setting in force came from: `flag` (this start named it), `saved` (a `PATCH
+/// /retention`, in this run or an earlier one) or `default`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Sources {
+    retain_days: &'static str,
+    retain_messages: &'static str,
+    max_store_mb: &'static str,
+}
+
+/// The policy a node starts with, and where each setting came from: a setting this start
+/// `named` (flag or environment) wins, else the one a `PATCH` `saved`, else `defaults`.
+pub fn starting(defaults: Policy, named: Overrides, saved: Overrides) -> (Policy, Sources) {
+    let pick = |flag: Option<u64>, saved: Option<u64>, default: u64| match (flag, saved) {
+        (Some(v), _) => (v, "flag"),
+        (None, Some(v)) => (v, "saved"),
+        (None, None) => (default, "default"),
+    };
+    let days = pick(named.retain_days, saved.retain_days, defaults.retain_days);
+    let messages = pick(
+        named.retain_messages,
+        saved.retain_messages,
+        defaults.retain_messages,
+    );
+    let size = pick(
+        named.max_store_mb,
+        saved.max_store_mb,
+        defaults.max_store_mb,
+    );
+    (
+        Policy {
+            retain_days: days.0,
+            retain_messages: messages.0,
+            max_store_mb: size.0,
+        },
+        Sources {
+            retain_days: days.1,
+            retain_messages: messages.1,
+            max_store_mb: size.1,
+        },
+    )
+}
+
 /// What retention did, for `/status`.
 #[derive(Debug, Default, Clone, Serialize)]
 struct Stats {
@@ -118,15 +203,22 @@ struct Stats {
 #[derive(Debug)]
 pub struct Retention {
     policy: Mutex<Policy>,
+    /// Where each setting in force came from.
+    sources: Mutex<Sources>,
+    /// What `PATCH /retention` saved, in this run and earlier ones.
+    saved: Mutex<Overrides>,
     stats: Mutex<Stats>,
     wake: Notify,
 }
 
 impl Retention {
-    /// Retention under `policy`.
-    pub fn new(policy: Policy) -> Retention {
+    /// Retention as a node starts: [`starting`] made the policy and its sources; `saved`
+    /// is what earlier `PATCH`es left in the store.
+    pub fn new((policy, sources): (Policy, Sources), saved: Overrides) -> Retention {
         Retention {
             policy: Mutex::new(policy),
+            sources: Mutex::new(sources),
+            saved: Mutex::new(saved),
             stats: Mutex::new(Stats::default()),
             wake: Notify::new(),
         }
@@ -281,9 +373,11 @@ impl Node {
     pub fn retention(&self) -> Value {
         let r = &self.inner.retention;
         let stats = r.stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let sources = *r.sources.lock().unwrap_or_else(|p| p.into_inner());
         let mut v = json!(r.policy());
         if let (Some(obj), Value::Object(s)) = (v.as_object_mut(), json!(stats)) {
             obj.extend(s);
+            obj.insert("sources".into(), json!(sources));
             obj.insert(
                 "store_bytes".into(),
                 json!(self.inner.store.capacity().store_bytes()),
@@ -292,24 +386,60 @@ impl Node {
         v
     }
 
-    /// `PATCH /retention`: changes the policy of the running node (until it restarts; the
-    /// flags set it at start) and runs a pass at once.
-    pub fn set_retention(&self, body: &Value) -> NodeResult<Value> {
+    /// `PATCH /retention`: changes the policy of the running node, runs a pass at once, and
+    /// saves the settings it names so that they hold after a restart (unless the restart
+    /// names them itself). The change applies even when the store cannot save it (a full
+    /// disk is when a user lowers the limits): the answer then says `"saved": false`.
+    pub async fn set_retention(&self, body: &Value) -> NodeResult<Value> {
         let r = &self.inner.retention;
-        let policy = {
+        let (policy, patch) = {
             let mut p = r.policy.lock().unwrap_or_else(|p| p.into_inner());
             *p = p.patched(body)?;
-            *p
+            (*p, Overrides::named_in(body, *p))
         };
+        let saved = {
+            let mut saved = r.saved.lock().unwrap_or_else(|p| p.into_inner());
+            *saved = saved.then(patch);
+            *saved
+        };
+        {
+            let mut sources = r.sources.lock().unwrap_or_else(|p| p.into_inner());
+            let mark = |slot: &mut &'static str, named: Option<u64>| {
+                if named.is_some() {
+                    *slot = "saved";
+                }
+            };
+            mark(&mut sources.retain_days, patch.retain_days);
+            mark(&mut sources.retain_messages, patch.retain_messages);
+            mark(&mut sources.max_store_mb, patch.max_store_mb);
+        }
         self.inner
             .store
             .capacity()
             .set_max_bytes(policy.max_store_bytes());
         tracing::info!(?policy, "retention changed");
         r.wake.notify_one();
+        let stored = self
+            .inner
+            .store
+            .write_wait(super::store::WriteOp::SetMeta {
+                key: SAVED_KEY.into(),
+                value: serde_json::to_string(&saved).unwrap_or_default(),
+            })
+            .await;
         let mut v = self.retention();
         if let Some(obj) = v.as_object_mut() {
             obj.insert("ok".into(), json!(true));
+            obj.insert("saved".into(), json!(stored.is_ok()));
+            if let Err(e) = stored {
+                tracing::warn!(error = %e, "the retention change applies until the node stops: it could not be saved");
+                obj.insert(
+                    "warning".into(),
+                    json!(format!(
+                        "applies until the node stops: it could not be saved ({e})"
+                    )),
+                );
+            }
         }
         Ok(v)
     }
@@ -616,6 +746,55 @@ mod tests {
             let err = p.patched(&bad).unwrap_err();
             assert_eq!(err.code.http_status(), 400, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_start_takes_its_flags_then_the_saved_patch_then_the_defaults() {
+        let defaults = Policy::default();
+        let named = Overrides {
+            retain_days: Some(7),
+            ..Overrides::default()
+        };
+        let saved = Overrides {
+            retain_days: Some(1),
+            max_store_mb: Some(64),
+            ..Overrides::default()
+        };
+        let (policy, sources) = starting(defaults, named, saved);
+        assert_eq!(policy.retain_days, 7, "a flag wins over a saved patch");
+        assert_eq!(
+            policy.max_store_mb, 64,
+            "a saved patch wins over the default"
+        );
+        assert_eq!(policy.retain_messages, defaults.retain_messages);
+        assert_eq!(
+            (
+                sources.retain_days,
+                sources.max_store_mb,
+                sources.retain_messages
+            ),
+            ("flag", "saved", "default")
+        );
+        let later = Overrides {
+            max_store_mb: Some(128),
+            retain_messages: Some(5),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            saved.then(later),
+            Overrides {
+                retain_days: Some(1),
+                retain_messages: Some(5),
+                max_store_mb: Some(128),
+            }
+        );
+        assert_eq!(
+            Overrides::named_in(&json!({"retain_messages": 5}), defaults),
+            Overrides {
+                retain_messages: Some(defaults.retain_messages),
+                ..Overrides::default()
+            }
+        );
     }
 
     proptest! {

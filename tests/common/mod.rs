@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod python_a2a;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
