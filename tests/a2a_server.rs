@@ -924,3 +924,113 @@ async fn without_a_credential_rule_the_a2a_routes_stay_closed_unless_loopback_is
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
 }
+
+/// The official A2A Python client (a2a-sdk 1.3) resolves this node's card, sends, and
+/// receives the answer the agent wrote with MCP's `acp_send` (JSON-RPC) or REST's
+/// `/message:send` (HTTP+JSON): both bindings, 1.0 and 0.3, streaming and not.
+#[tokio::test]
+async fn the_official_python_client_gets_the_answer_the_agent_wrote() {
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+    let Some(python) = common::python_a2a::a2a_python() else {
+        return;
+    };
+    let script = common::python_a2a::a2a_script("client_send.py");
+    let lab = Lab::new();
+    let node = a2a_node(&lab, "pyagent", Duration::from_secs(30)).await;
+    let transport = StreamableHttpClientTransport::from_uri(format!("{}/mcp", node.url));
+    let mcp = ().serve(transport).await.expect("MCP initialize");
+    for (binding, streaming) in [
+        ("JSONRPC", "0"),
+        ("JSONRPC", "1"),
+        ("HTTP+JSON", "0"),
+        ("HTTP+JSON", "1"),
+        ("JSONRPC-0.3", "0"),
+        ("JSONRPC-0.3", "1"),
+    ] {
+        let case = format!("{binding} streaming={streaming}");
+        let child = tokio::process::Command::new(&python)
+            .arg(&script)
+            .args([
+                &node.url,
+                ALICE,
+                binding,
+                streaming,
+                &format!("question {case}"),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python runs");
+        let answer = format!("answer {case}");
+        if binding == "HTTP+JSON" {
+            // `/recv` also hands out what `acp_receive` read before: skip to this question.
+            let m = loop {
+                let m = next_inbound(&node).await;
+                if m["parts"][0]["content"] == format!("question {case}") {
+                    break m;
+                }
+            };
+            let (status, sent) = node
+                .post(
+                    "/message:send",
+                    json!({"role": "agent", "peer_id": "alice", "text": answer, "task_id": m["task_id"]}),
+                )
+                .await;
+            assert_eq!(status, 200, "{sent}");
+        } else {
+            let call = |tool: &'static str, args: Value| {
+                let args = args.as_object().cloned().unwrap_or_default();
+                mcp.call_tool(CallToolRequestParams::new(tool).with_arguments(args))
+            };
+            // `acp_receive` also hands out what `/recv` read before: skip to this question.
+            let mut task_id = Value::Null;
+            for _ in 0..10 {
+                let got = call("acp_receive", json!({"wait_seconds": 10}))
+                    .await
+                    .unwrap()
+                    .structured_content
+                    .unwrap();
+                if let Some(m) = got["messages"]
+                    .as_array()
+                    .and_then(|l| l.iter().find(|m| m["text"] == format!("question {case}")))
+                {
+                    task_id = m["task_id"].clone();
+                    break;
+                }
+            }
+            assert!(
+                task_id.is_string(),
+                "{case}: the question reaches the agent"
+            );
+            let sent = call(
+                "acp_send",
+                json!({"peer": "alice", "text": answer, "task_id": task_id}),
+            )
+            .await
+            .unwrap();
+            assert_ne!(sent.is_error, Some(true), "{sent:?}");
+        }
+        let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+            .await
+            .expect("the Python client finishes")
+            .expect("python output");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{case}: {stderr}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("{case}: {e}: {stdout} {stderr}"));
+        assert_eq!(result["state"], "TASK_STATE_COMPLETED", "{case}: {result}");
+        assert!(
+            result["texts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == answer.as_str()),
+            "{case}: {result}"
+        );
+    }
+    mcp.cancel().await.ok();
+}
