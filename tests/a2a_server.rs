@@ -1034,3 +1034,51 @@ async fn the_official_python_client_gets_the_answer_the_agent_wrote() {
     }
     mcp.cancel().await.ok();
 }
+
+/// A caller stays one peer across restarts, its tasks stay readable, and an answer the agent
+/// wrote while the caller was away (queued, the bridge not attached) resolves the task once
+/// the caller comes back.
+#[tokio::test]
+async fn a_caller_keeps_its_peer_and_tasks_across_a_restart() {
+    let lab = Lab::new();
+    let config = || {
+        let mut cfg = lab.config("durable");
+        cfg.a2a_tokens = vec![A2aCredential::parse(&format!("alice={ALICE}")).unwrap()];
+        cfg.a2a_wait = Duration::from_millis(100);
+        cfg
+    };
+    let node = start_with(config()).await;
+    let (_, r) = rpc(
+        &node,
+        "SendMessage",
+        json!({"message": message("d1", "before")}),
+    )
+    .await;
+    let id = r["result"]["task"]["id"].as_str().unwrap().to_owned();
+    node.stop().await;
+    let node = start_with(config()).await;
+    // The agent answers while the caller is away: the answer waits in the offline queue.
+    let (status, sent) = node
+        .post(
+            "/message:send",
+            json!({"role": "agent", "peer_id": "alice", "text": "after", "task_id": id}),
+        )
+        .await;
+    // The reference's answer for a peer that is away: 503, and the message queued.
+    assert_eq!(status, 503, "{sent}");
+    assert_eq!(sent["queued"], true, "{sent}");
+    common::eventually(10, "the queued answer resolves the task", || async {
+        let (_, got) = rpc(&node, "GetTask", json!({"id": id})).await;
+        got["result"]["status"]["state"] == "TASK_STATE_COMPLETED"
+            && got["result"]["artifacts"][0]["parts"][0]["text"] == "after"
+    })
+    .await;
+    let (_, peers) = node.get("/peers").await;
+    let alices: Vec<&Value> = peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["agent_name"] == "alice")
+        .collect();
+    assert_eq!(alices.len(), 1, "{peers}");
+}
