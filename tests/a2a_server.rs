@@ -1082,3 +1082,28 @@ async fn a_caller_keeps_its_peer_and_tasks_across_a_restart() {
         .collect();
     assert_eq!(alices.len(), 1, "{peers}");
 }
+
+/// On a node with an HMAC `--secret`, what A2A callers send is signed by the bridge like any
+/// frame, so it is not refused as unsigned.
+#[tokio::test]
+async fn a_node_with_a_secret_takes_a2a_messages() {
+    let lab = Lab::new();
+    let mut cfg = lab.config("signed");
+    cfg.secret = Some("shared-secret-for-hmac".into());
+    cfg.a2a_tokens = vec![A2aCredential::parse(&format!("alice={ALICE}")).unwrap()];
+    cfg.a2a_wait = Duration::from_secs(20);
+    let node = start_with(cfg).await;
+    let agent = answer_next(&node, "signed pong");
+    let (_, r) = rpc(
+        &node,
+        "SendMessage",
+        json!({"message": message("s1", "signed ping")}),
+    )
+    .await;
+    assert_eq!(
+        r["result"]["task"]["status"]["state"], "TASK_STATE_COMPLETED",
+        "{r}"
+    );
+    let m = agent.await.unwrap();
+    assert_eq!(m["parts"][0]["content"], "signed ping");
+}
