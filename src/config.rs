@@ -647,6 +647,29 @@ mod tests {
     }
 
     #[test]
+    fn a2a_credentials_are_named_or_hashed_and_checked() {
+        let named = A2aCredential::parse("alice=0123456789abcdef0").unwrap();
+        assert_eq!(
+            (named.name.as_str(), named.token.as_str()),
+            ("alice", "0123456789abcdef0")
+        );
+        let bare = A2aCredential::parse("0123456789abcdef0").unwrap();
+        assert!(
+            bare.name.starts_with("a2a-") && bare.name.len() == 12,
+            "{}",
+            bare.name
+        );
+        assert_eq!(bare.token, "0123456789abcdef0");
+        // A token with '=' (base64 padding) is a bare token, not a name.
+        let padded = A2aCredential::parse("c2VjcmV0LXRva2VuLXZhbHVl==").unwrap();
+        assert_eq!(padded.token, "c2VjcmV0LXRva2VuLXZhbHVl==");
+        for bad in ["short", "alice=short", "has space in it 0123456789", ""] {
+            assert!(A2aCredential::parse(bad).is_err(), "{bad}");
+        }
+        assert!(!format!("{named:?}").contains("0123456789abcdef0"));
+    }
+
+    #[test]
     fn an_exposed_http_port_needs_a_token_or_an_explicit_opt_out() {
         let err = resolve(&["--http-host", "0.0.0.0"]).unwrap_err();
         assert!(err.contains("--api-token") && !err.contains('\n'), "{err}");

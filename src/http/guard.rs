@@ -46,10 +46,10 @@ use super::ApiError;
 /// Query parameter a browser may put the API token in once (an `EventSource` or a link).
 pub const TOKEN_QUERY_PARAM: &str = "access_token";
 
-/// Request headers a listed origin's pages may send (what the REST API, SSE resumption and
-/// MCP's Streamable HTTP use).
+/// Request headers a listed origin's pages may send (what the REST API, SSE resumption,
+/// MCP's Streamable HTTP and A2A clients use).
 const CORS_ALLOW_HEADERS: &str = "authorization, content-type, accept, last-event-id, \
-mcp-session-id, mcp-protocol-version";
+mcp-session-id, mcp-protocol-version, a2a-version, a2a-extensions";
 /// Response headers such a page may read.
 const CORS_EXPOSE_HEADERS: &str = "mcp-session-id, www-authenticate";
 /// Methods the API has.

@@ -183,7 +183,7 @@ impl AcpMcp {
     }
 
     #[tool(
-        description = "Connect to another agent using the acp:// link it shared. Tries a direct connection first, then (when both nodes use a relay) a hole punched through their NATs, then the relay; says which one worked, or why none did. Waits up to 5 s (20 s for a link with relay hints); the node keeps retrying in the background if the agent is not reachable yet. Returns the peer id to use with acp_send.",
+        description = "Connect to another agent using the acp:// link it shared. Tries a direct connection first, then (when both nodes use a relay) a hole punched through their NATs, then the relay; says which one worked, or why none did. Waits up to 5 s (20 s for a link with relay hints); the node keeps retrying in the background if the agent is not reachable yet. Returns the peer id to use with acp_send. The link may also be the http(s):// URL of an A2A agent (its base URL or agent card URL, with bearer_token or api_key if its card asks for one): it then becomes a peer like any other.",
         input_schema = input::<ConnectArgs>(),
         output_schema = schema_for_output::<ConnectResult>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true)

@@ -74,6 +74,41 @@ fn params<T: DeserializeOwned>(p: Option<Value>) -> Result<T, A2aError> {
         .map_err(|e| A2aError::params(format!("invalid params: {e}")))
 }
 
+/// Reads a JSON-RPC 2.0 request: its id (null when unreadable) and the request, or the
+/// JSON-RPC error to answer with that id.
+fn parse(body: &[u8]) -> Result<(Value, JsonRpcRequest), (Value, A2aError)> {
+    let raw: Value = serde_json::from_slice(body).map_err(|e| {
+        (
+            Value::Null,
+            A2aError::new(A2aErrorCode::JsonParse, format!("invalid JSON: {e}")),
+        )
+    })?;
+    let id = match raw.get("id") {
+        Some(v @ (Value::String(_) | Value::Number(_))) => v.clone(),
+        _ => Value::Null,
+    };
+    let invalid = |m: String| A2aError::new(A2aErrorCode::InvalidRequest, m);
+    if raw.is_array() {
+        return Err((id, invalid("batch requests are not supported".into())));
+    }
+    let req: JsonRpcRequest = match serde_json::from_value(raw) {
+        Ok(r) => r,
+        Err(e) => return Err((id, invalid(format!("not a JSON-RPC request: {e}")))),
+    };
+    if req.jsonrpc != "2.0"
+        || req
+            .id
+            .as_ref()
+            .is_some_and(|i| !matches!(i, Value::String(_) | Value::Number(_) | Value::Null))
+    {
+        return Err((
+            id,
+            invalid("jsonrpc must be \"2.0\" and id a string, number or null".into()),
+        ));
+    }
+    Ok((id, req))
+}
+
 /// The handler.
 pub async fn handle(
     State(server): State<A2aServer>,
@@ -87,54 +122,10 @@ pub async fn handle(
             A2aError::new(A2aErrorCode::InvalidRequest, "no A2A caller"),
         );
     };
-    let raw: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return fail(
-                Value::Null,
-                A2aError::new(A2aErrorCode::JsonParse, format!("invalid JSON: {e}")),
-            );
-        }
-    };
-    let id = match raw.get("id") {
-        Some(v @ (Value::String(_) | Value::Number(_))) => v.clone(),
-        _ => Value::Null,
-    };
-    if raw.is_array() {
-        return fail(
-            id,
-            A2aError::new(
-                A2aErrorCode::InvalidRequest,
-                "batch requests are not supported",
-            ),
-        );
-    }
-    let req: JsonRpcRequest = match serde_json::from_value(raw) {
+    let (id, req) = match parse(&body) {
         Ok(r) => r,
-        Err(e) => {
-            return fail(
-                id,
-                A2aError::new(
-                    A2aErrorCode::InvalidRequest,
-                    format!("not a JSON-RPC request: {e}"),
-                ),
-            );
-        }
+        Err((id, e)) => return fail(id, e),
     };
-    if req.jsonrpc != "2.0"
-        || req
-            .id
-            .as_ref()
-            .is_some_and(|i| !matches!(i, Value::String(_) | Value::Number(_) | Value::Null))
-    {
-        return fail(
-            id,
-            A2aError::new(
-                A2aErrorCode::InvalidRequest,
-                "jsonrpc must be \"2.0\" and id a string, number or null",
-            ),
-        );
-    }
     let header = headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok());
     if ProtocolVersion::from_header(header).is_none() {
         return fail(
@@ -218,5 +209,45 @@ pub async fn handle(
     match result {
         Ok(v) => answer(JsonRpcResponse::result(id, v)),
         Err(e) => fail(id, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn requests_and_their_errors() {
+        let (id, r) =
+            parse(br#"{"jsonrpc":"2.0","id":"a","method":"GetTask","params":{"id":"t"}}"#).unwrap();
+        assert_eq!(id, "a");
+        assert_eq!(r.method, "GetTask");
+        assert_eq!(parse(b"{").unwrap_err().1.code, A2aErrorCode::JsonParse);
+        assert_eq!(
+            parse(b"[]").unwrap_err().1.code,
+            A2aErrorCode::InvalidRequest
+        );
+        let (id, e) = parse(br#"{"jsonrpc":"2.0","id":3,"method":1}"#).unwrap_err();
+        assert_eq!(
+            (id, e.code),
+            (serde_json::json!(3), A2aErrorCode::InvalidRequest)
+        );
+        assert!(method("SendMessage").is_some() && method("message/send").is_some());
+        assert!(method("sendMessage").is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn any_body_parses_or_errors(body in proptest::collection::vec(any::<u8>(), 0..200), text in ".{0,120}") {
+            let _ = parse(&body);
+            let _ = parse(text.as_bytes());
+            let wrapped = format!(r#"{{"jsonrpc":"2.0","id":1,"method":{text:?},"params":{text}}}"#);
+            if let Ok((_, r)) = parse(wrapped.as_bytes()) {
+                let _ = method(&r.method);
+                let _ = params::<SendMessageRequest>(r.params.clone());
+                let _ = params::<ListTasksRequest>(r.params);
+            }
+        }
     }
 }
