@@ -128,6 +128,10 @@ pub struct PeerRecord {
     /// The protocol the peer speaks (records written before the A2A bridge are ACP).
     #[serde(default)]
     pub kind: PeerKind,
+    /// The user chose to dial this link's host without the key the link names (its host
+    /// could not prove it; see [`super::link_key`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub link_key_waived: bool,
 }
 
 /// A connection that presented another key than the pinned one.
@@ -175,6 +179,9 @@ pub struct Peer {
     pub connection_type: ConnectionType,
     /// Messages the peer could not store yet and asked to get again later.
     pub held: super::held::Held,
+    /// Why the last dial's host was refused for the key its link names (see
+    /// [`super::link_key`]).
+    pub link_key_refusal: Option<super::link_key::LinkKeyRefusal>,
 }
 
 impl Peer {
@@ -192,6 +199,7 @@ impl Peer {
             identity: LiveIdentity::default(),
             connection_type: ConnectionType::default(),
             held: Default::default(),
+            link_key_refusal: None,
         }
     }
 
@@ -235,6 +243,7 @@ impl Peer {
             "pinned_at": self.record.pinned_at,
             "card_valid": self.identity.card.as_ref().map(|c| c.valid),
             "key_change": change,
+            "link_key_waived": self.record.link_key_waived,
         })
     }
 
