@@ -281,6 +281,19 @@ async fn answer(client: &Peer<RoleClient>, id: &str, key: &str, content: Value) 
 }
 
 /// Connects the MCP client's node to `b` (acp_connect) and waits until both see it.
+/// The message of the consent form `acp_connect` to `link` answers with (no answer given).
+async fn consent_message(client: &Peer<RoleClient>, link: &str) -> String {
+    let asked = call_once(client, "acp_connect", json!({"link": link})).await;
+    let CallToolResponse::InputRequired(asked) = asked else {
+        panic!("expected a consent form, got {asked:?}");
+    };
+    let form = serde_json::to_value(&asked).unwrap();
+    form["inputRequests"]["accept_new_key"]["params"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a consent form: {form}"))
+        .to_owned()
+}
+
 async fn connect_to(client: &Peer<RoleClient>, b: &TestNode) {
     let r = complete(client, "acp_connect", json!({"link": b.link()})).await;
     let c = r.structured_content.unwrap();
@@ -790,16 +803,8 @@ async fn a_changed_peer_key_is_asked_about_through_an_input_request() {
     // A 2026-07-28 client with forms, whose user declines: the key stays refused.
     let declining = Host::consenting(false);
     let client = connect_2026(&a, declining).await;
-    let asked = call_once(&client, "acp_connect", json!({"link": bare})).await;
-    let CallToolResponse::InputRequired(asked) = asked else {
-        panic!("expected a consent form, got {asked:?}");
-    };
-    let form = serde_json::to_value(&asked).unwrap();
-    let message = form["inputRequests"]["accept_new_key"]["params"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(message.contains("Accept the new key of peer"), "{form}");
+    let message = consent_message(&client, &bare).await;
+    assert!(message.contains("Accept the new key of peer"), "{message}");
     assert!(
         message.contains(new_did.as_str().unwrap()),
         "shows the new key: {message}"
@@ -960,15 +965,7 @@ async fn a_link_whose_host_does_not_prove_its_key_is_asked_about() {
     assert_eq!(r.structured_content.unwrap()["connected"], false);
 
     let client = connect_2026(&a, Host::consenting(false)).await;
-    let asked = call_once(&client, "acp_connect", json!({"link": wrong})).await;
-    let CallToolResponse::InputRequired(asked) = asked else {
-        panic!("expected a consent form, got {asked:?}");
-    };
-    let form = serde_json::to_value(&asked).unwrap();
-    let message = form["inputRequests"]["accept_new_key"]["params"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let message = consent_message(&client, &wrong).await;
     assert!(
         message.contains(&a_did) && message.contains(b_did.as_str().unwrap()),
         "names the link's key and the one presented: {message}"
