@@ -39,6 +39,12 @@ pub const DEFAULT_PEER_MB_BURST: u64 = 64;
 /// Default MiB of messages stored from one peer: a quarter of the default `--max-store-mb`,
 /// so one peer (a leaked link) cannot push everyone else's history out of the store.
 pub const DEFAULT_PEER_MAX_STORE_MB: u64 = 512;
+/// Default bound of a blocking A2A `SendMessage`: long enough for an LLM's answer to a short
+/// question, short enough for HTTP clients' default timeouts (httpx: none on reads but
+/// proxies often cut at 60 s).
+pub const DEFAULT_A2A_WAIT_SECS: u64 = 30;
+/// Longest a blocking A2A `SendMessage` may be told to wait (an hour).
+const MAX_A2A_WAIT_SECS: u64 = 3600;
 /// Largest value of the per-peer rate flags (a trillion; more is no limit at all).
 const MAX_PEER_LIMIT: u64 = 1_000_000_000_000;
 
@@ -135,6 +141,29 @@ pub struct NodeArgs {
     /// authenticating proxy.
     #[arg(long, env = "ACP_INSECURE_NO_TOKEN", default_value_t = false)]
     pub insecure_no_token: bool,
+
+    /// A credential for A2A clients (`TOKEN`, or `NAME=TOKEN` to name the caller; at least
+    /// 16 characters without spaces); repeatable. It opens the A2A routes
+    /// (`/.well-known/agent-card.json`, `/a2a/…`) and nothing else. Each credential is one
+    /// peer of kind `a2a` (named NAME, or `a2a-` and 8 hex digits of the token's SHA-256).
+    #[arg(
+        long = "a2a-token",
+        env = "ACP_A2A_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub a2a_tokens: Vec<String>,
+
+    /// Let callers on a loopback address use the A2A routes without a token (they are the
+    /// peer `a2a-local`). Off by default: any local program or browser-less script could
+    /// otherwise write to the inbox.
+    #[arg(long, env = "ACP_A2A_OPEN_LOOPBACK", default_value_t = false)]
+    pub a2a_open_loopback: bool,
+
+    /// Seconds a blocking A2A `SendMessage` waits for the agent's answer before it returns
+    /// the task still `TASK_STATE_WORKING` (the client then polls `GetTask` or subscribes).
+    #[arg(long, env = "ACP_A2A_WAIT_SECS", default_value_t = DEFAULT_A2A_WAIT_SECS)]
+    pub a2a_wait_secs: u64,
 
     /// Most peers connected at once; connections past it are refused with a log line.
     #[arg(long, env = "ACP_MAX_PEERS", default_value_t = DEFAULT_MAX_PEERS)]
@@ -272,6 +301,60 @@ pub struct Config {
     pub quic_port: u16,
     /// How push webhooks are delivered (queue, timeout, retries); not flags.
     pub webhooks: crate::node::webhooks::Settings,
+    /// Credentials of A2A callers (`--a2a-token`).
+    pub a2a_tokens: Vec<A2aCredential>,
+    /// Loopback callers may use the A2A routes without a credential.
+    pub a2a_open_loopback: bool,
+    /// Bound of a blocking A2A `SendMessage` (`--a2a-wait-secs`; tests set milliseconds).
+    pub a2a_wait: std::time::Duration,
+}
+
+/// One `--a2a-token`: the caller's name (its peer's name) and its bearer token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct A2aCredential {
+    /// The peer name the caller's messages come from.
+    pub name: String,
+    /// The bearer token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for A2aCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token: configs get logged.
+        write!(f, "A2aCredential({:?})", self.name)
+    }
+}
+
+impl A2aCredential {
+    /// Reads `TOKEN` or `NAME=TOKEN`. A token is at least 16 characters without spaces; a
+    /// name is 1 to 64 letters, digits, `-`, `_` or `.`. Without a name, the name is `a2a-`
+    /// and 8 hex digits of the token's SHA-256, stable as long as the token is.
+    pub fn parse(raw: &str) -> Result<A2aCredential, String> {
+        let raw = raw.trim();
+        let named = raw.split_once('=').filter(|(name, token)| {
+            !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && token.len() >= 16
+        });
+        let (name, token) = match named {
+            Some((n, t)) => (n.to_owned(), t.to_owned()),
+            None => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(raw.as_bytes());
+                (format!("a2a-{}", &hex::encode(digest)[..8]), raw.to_owned())
+            }
+        };
+        if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(
+                "--a2a-token must be TOKEN or NAME=TOKEN, the token at least 16 characters without spaces (try: openssl rand -hex 32)"
+                    .into(),
+            );
+        }
+        Ok(A2aCredential { name, token })
+    }
 }
 
 impl NodeArgs {
@@ -321,6 +404,28 @@ impl NodeArgs {
                     ));
                 }
             }
+        }
+        let mut a2a_tokens: Vec<A2aCredential> = Vec::new();
+        for raw in self.a2a_tokens.iter().filter(|t| !t.trim().is_empty()) {
+            let cred = A2aCredential::parse(raw)?;
+            if a2a_tokens.iter().any(|c| c.name == cred.name) {
+                return Err(format!(
+                    "--a2a-token: the name {:?} is given twice (one name per credential)",
+                    cred.name
+                ));
+            }
+            if api_token.as_deref() == Some(cred.token.as_str()) {
+                return Err(
+                    "--a2a-token must differ from --api-token (an A2A credential opens the A2A routes only)"
+                        .into(),
+                );
+            }
+            a2a_tokens.push(cred);
+        }
+        if self.a2a_wait_secs > MAX_A2A_WAIT_SECS {
+            return Err(format!(
+                "--a2a-wait-secs must be at most {MAX_A2A_WAIT_SECS}"
+            ));
         }
         if self.max_peers == 0 {
             return Err("--max-peers must be at least 1".into());
@@ -384,6 +489,9 @@ impl NodeArgs {
             relay_ca: self.relay_ca,
             quic_port: self.quic_port,
             webhooks: crate::node::webhooks::Settings::default(),
+            a2a_tokens,
+            a2a_open_loopback: self.a2a_open_loopback,
+            a2a_wait: std::time::Duration::from_secs(self.a2a_wait_secs),
         })
     }
 }
@@ -422,6 +530,9 @@ impl Config {
             relay_ca: None,
             quic_port: 0,
             webhooks: crate::node::webhooks::Settings::default(),
+            a2a_tokens: Vec::new(),
+            a2a_open_loopback: false,
+            a2a_wait: std::time::Duration::from_secs(DEFAULT_A2A_WAIT_SECS),
         }
     }
 }
@@ -533,6 +644,29 @@ mod tests {
             .map_err(|e| e.to_string())?
             .args
             .resolve()
+    }
+
+    #[test]
+    fn a2a_credentials_are_named_or_hashed_and_checked() {
+        let named = A2aCredential::parse("alice=0123456789abcdef0").unwrap();
+        assert_eq!(
+            (named.name.as_str(), named.token.as_str()),
+            ("alice", "0123456789abcdef0")
+        );
+        let bare = A2aCredential::parse("0123456789abcdef0").unwrap();
+        assert!(
+            bare.name.starts_with("a2a-") && bare.name.len() == 12,
+            "{}",
+            bare.name
+        );
+        assert_eq!(bare.token, "0123456789abcdef0");
+        // A token with '=' (base64 padding) is a bare token, not a name.
+        let padded = A2aCredential::parse("c2VjcmV0LXRva2VuLXZhbHVl==").unwrap();
+        assert_eq!(padded.token, "c2VjcmV0LXRva2VuLXZhbHVl==");
+        for bad in ["short", "alice=short", "has space in it 0123456789", ""] {
+            assert!(A2aCredential::parse(bad).is_err(), "{bad}");
+        }
+        assert!(!format!("{named:?}").contains("0123456789abcdef0"));
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //!   the event stream and the streaming send inlet); thin over the node. Its
 //!   `guard` (Host, Origin, API token, content type) and `body_limit` wrap every route of
 //!   the HTTP port, MCP's included.
+//! - [`a2a`] — the A2A bridge: wire types (1.0 and 0.3), the A2A server routes
+//!   (`/.well-known/agent-card.json`, `/a2a/jsonrpc`, `/a2a/rest`) and the client.
 //! - [`mcp`] — the rmcp server: 14 tools, resources, notifications, MCP tasks (delegated
 //!   work as task handles the client polls) and input requests; on stdio and at `/mcp`.
 //! - [`server`] — a node with its listeners, as started by the CLI and the tests.
@@ -39,6 +41,7 @@
 
 #![recursion_limit = "256"]
 
+pub mod a2a;
 pub mod cli;
 pub mod config;
 pub mod http;

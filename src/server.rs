@@ -80,10 +80,12 @@ impl Server {
             node.background().spawn(quic.serve(node.clone()));
         }
         let ws_task = tokio::spawn(wire::peer::serve(node.clone(), ws_listener));
-        // Both front-ends of the HTTP port side by side, neither knowing the other, under the
-        // one guard.
+        // The front-ends of the HTTP port (REST, MCP, A2A) side by side, none knowing the
+        // others, under the one guard.
         let app = http::protect(
-            http::router(node.clone()).merge(crate::mcp::router(node.clone())),
+            http::router(node.clone())
+                .merge(crate::mcp::router(node.clone()))
+                .merge(crate::a2a::server::router(node.clone())),
             &node,
         );
         let n = node.clone();

@@ -14,6 +14,11 @@
 //!    `EventSource` cannot set headers) `?access_token=<token>` once, answered with an
 //!    `HttpOnly; SameSite=Strict` cookie that carries it from then on (401 otherwise; for the
 //!    inbox page at `/`, an HTML page saying to open `/?access_token=…`).
+//!    **A2A routes** (`/.well-known/agent-card.json`, `/a2a/…`) have their own rule: the
+//!    caller holds an `--a2a-token` (a bearer token naming the caller), or the API token, or
+//!    comes from a loopback address under `--a2a-open-loopback`; anyone else gets 401, also
+//!    on a node without an API token. The request then carries the caller
+//!    ([`crate::a2a::server::A2aCaller`]). An A2A token opens nothing but these routes.
 //! 4. **Content type**: a body sent with a content type other than JSON (`text/plain` and the
 //!    form types are what a page may send cross-site without a preflight) is refused with
 //!    415 `ERR_UNSUPPORTED_MEDIA_TYPE`; a body without one, as curl-style clients send, passes.
@@ -41,10 +46,10 @@ use super::ApiError;
 /// Query parameter a browser may put the API token in once (an `EventSource` or a link).
 pub const TOKEN_QUERY_PARAM: &str = "access_token";
 
-/// Request headers a listed origin's pages may send (what the REST API, SSE resumption and
-/// MCP's Streamable HTTP use).
+/// Request headers a listed origin's pages may send (what the REST API, SSE resumption,
+/// MCP's Streamable HTTP and A2A clients use).
 const CORS_ALLOW_HEADERS: &str = "authorization, content-type, accept, last-event-id, \
-mcp-session-id, mcp-protocol-version";
+mcp-session-id, mcp-protocol-version, a2a-version, a2a-extensions";
 /// Response headers such a page may read.
 const CORS_EXPOSE_HEADERS: &str = "mcp-session-id, www-authenticate";
 /// Methods the API has.
@@ -71,6 +76,10 @@ struct Rules {
     /// Cookie name, per port: cookies are not separated by port, and two nodes on one
     /// machine must not overwrite each other's.
     cookie_name: String,
+    /// SHA-256 of each `--a2a-token`, with the caller name it stands for.
+    a2a_tokens: Vec<(String, [u8; 32])>,
+    /// `--a2a-open-loopback`.
+    a2a_open_loopback: bool,
 }
 
 impl Guard {
@@ -109,6 +118,12 @@ impl Guard {
                 token: config.api_token.clone(),
                 http_port,
                 cookie_name: format!("acp_token_{http_port}"),
+                a2a_tokens: config
+                    .a2a_tokens
+                    .iter()
+                    .map(|c| (c.name.clone(), digest(&c.token)))
+                    .collect(),
+                a2a_open_loopback: config.a2a_open_loopback,
             }),
         }
     }
@@ -147,7 +162,7 @@ enum Credential {
 
 /// The middleware: applies the checks above, answers preflights, adds CORS headers for listed
 /// origins.
-pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Response {
+pub async fn check(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
     let headers = req.headers();
     let host = match host_of(&req) {
         Some(h) if guard.host_allowed(&h) => h,
@@ -220,8 +235,33 @@ pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Resp
         }
         return resp;
     }
-    let credential = match credential(&guard, &req) {
+    let a2a_route = crate::a2a::server::is_a2a_path(req.uri().path());
+    let mut caller = None;
+    let credential = match if a2a_route {
+        a2a_credential(&guard, &req).map(|c| {
+            caller = Some(c);
+            Credential::Held
+        })
+    } else {
+        credential(&guard, &req)
+    } {
         Ok(c) => c,
+        Err(wrong) if a2a_route => {
+            let mut resp = refuse(
+                ErrorCode::Unauthorized,
+                if wrong {
+                    "wrong A2A credential"
+                } else {
+                    "the A2A routes need a credential: send Authorization: Bearer <token> (a token the node was started with by --a2a-token / ACP_A2A_TOKENS)"
+                },
+                cors.as_ref(),
+            );
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="acp-relay-a2a""#),
+            );
+            return resp;
+        }
         Err(wrong) => {
             if req.method() == Method::GET && req.uri().path() == "/" {
                 // A person opening the inbox: a page saying how, not the API's JSON.
@@ -264,6 +304,9 @@ pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Resp
             )
         };
         return refuse(ErrorCode::UnsupportedMediaType, message, cors.as_ref());
+    }
+    if let Some(c) = caller {
+        req.extensions_mut().insert(c);
     }
     let mut resp = next.run(req).await;
     if let Some(o) = &cors {
@@ -336,6 +379,51 @@ fn credential(guard: &Guard, req: &Request) -> Result<Credential, bool> {
         }
     }
     Err(offered)
+}
+
+/// Who an A2A request comes from: an `--a2a-token` holder (by its name), the API token's
+/// holder or a loopback caller under `--a2a-open-loopback` (both the local caller). `Err`
+/// as for [`credential`]: `true` when a wrong token was offered.
+fn a2a_credential(guard: &Guard, req: &Request) -> Result<crate::a2a::server::A2aCaller, bool> {
+    use crate::a2a::server::A2aCaller;
+    let bearer = req.headers().get(header::AUTHORIZATION).map(|auth| {
+        auth.to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| digest(token.trim()))
+    });
+    if let Some(Some(offered)) = &bearer {
+        // Every entry is compared, whichever matches.
+        let mut found = None;
+        for (name, d) in &guard.inner.a2a_tokens {
+            if constant_time_eq(offered, d) && found.is_none() {
+                found = Some(name.clone());
+            }
+        }
+        if let Some(name) = found {
+            return Ok(A2aCaller { name });
+        }
+    }
+    if guard.inner.token_digest.is_some() {
+        // The API token's holder may do anything, A2A included.
+        match credential(guard, req) {
+            Ok(_) => return Ok(A2aCaller::local()),
+            Err(true) => return Err(true),
+            Err(false) => {}
+        }
+    }
+    if bearer.is_some() {
+        return Err(true);
+    }
+    let loopback = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_some_and(|ci| ci.0.ip().to_canonical().is_loopback());
+    if guard.inner.a2a_open_loopback && loopback {
+        return Ok(A2aCaller::local());
+    }
+    Err(false)
 }
 
 fn digest(token: &str) -> [u8; 32] {

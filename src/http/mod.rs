@@ -181,6 +181,8 @@ pub async fn bind(node: &Node, port: u16) -> std::io::Result<TcpListener> {
 /// Serves `app` (already [`protect`]ed) until the node shuts down.
 pub async fn serve(node: Node, listener: TcpListener, app: Router) -> std::io::Result<()> {
     let shutdown = node.shutdown_token();
+    // The peer address reaches the guard (`--a2a-open-loopback` admits loopback callers).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

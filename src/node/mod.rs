@@ -8,6 +8,7 @@
 //! (frames from peers), `tasks` (task operations), `history` (reading messages back),
 //! `identity` (this node's key and dids, peers' verified keys and their pins, delegation).
 
+mod bridged;
 pub mod bucket;
 pub mod capacity;
 pub mod card;
