@@ -387,6 +387,33 @@ async fn a_link_with_the_key_refuses_an_impostor_holding_the_token() {
     .await;
     assert_eq!(a.get("/peers").await.1["peers"][0]["connected"], false);
     assert_eq!(a.get("/peers").await.1["active"], 0);
+    let error = a.get("/peers").await.1["peers"][0]["last_error"].clone();
+    assert!(
+        error.as_str().unwrap().contains("accept_new_key"),
+        "names the way to connect anyway: {error}"
+    );
+    // Waiving the link's key does not waive the proof a card that claims to answer
+    // challenges owes: the replayed card is still refused.
+    let (s, r) = a
+        .post(
+            "/peers/connect",
+            json!({"link": link, "accept_new_key": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    eventually(
+        30,
+        "still refused: no proof, and nothing left to waive",
+        || async {
+            let p = &a.get("/peers").await.1["peers"][0];
+            p["identity"]["link_key_waived"] == true
+                && p["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("did not prove") && !e.contains("accept_new_key"))
+        },
+    )
+    .await;
+    assert_eq!(a.get("/peers").await.1["active"], 0);
 
     // An impostor with a card of its own is refused as not the key the link names.
     let other = Identity::generate();

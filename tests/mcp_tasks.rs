@@ -105,7 +105,10 @@ impl ClientHandler for Host {
         let ElicitRequestParams::FormElicitationParams { message, .. } = request else {
             return Ok(ElicitResult::new(ElicitationAction::Decline));
         };
-        assert!(message.contains("Accept the new key"), "{message}");
+        assert!(
+            message.contains("Accept the new key") || message.contains("Connect anyway"),
+            "{message}"
+        );
         Ok(ElicitResult::new(ElicitationAction::Accept)
             .with_content(json!({"accept": self.accept_keys})))
     }
@@ -278,6 +281,19 @@ async fn answer(client: &Peer<RoleClient>, id: &str, key: &str, content: Value) 
 }
 
 /// Connects the MCP client's node to `b` (acp_connect) and waits until both see it.
+/// The message of the consent form `acp_connect` to `link` answers with (no answer given).
+async fn consent_message(client: &Peer<RoleClient>, link: &str) -> String {
+    let asked = call_once(client, "acp_connect", json!({"link": link})).await;
+    let CallToolResponse::InputRequired(asked) = asked else {
+        panic!("expected a consent form, got {asked:?}");
+    };
+    let form = serde_json::to_value(&asked).unwrap();
+    form["inputRequests"]["accept_new_key"]["params"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a consent form: {form}"))
+        .to_owned()
+}
+
 async fn connect_to(client: &Peer<RoleClient>, b: &TestNode) {
     let r = complete(client, "acp_connect", json!({"link": b.link()})).await;
     let c = r.structured_content.unwrap();
@@ -787,16 +803,8 @@ async fn a_changed_peer_key_is_asked_about_through_an_input_request() {
     // A 2026-07-28 client with forms, whose user declines: the key stays refused.
     let declining = Host::consenting(false);
     let client = connect_2026(&a, declining).await;
-    let asked = call_once(&client, "acp_connect", json!({"link": bare})).await;
-    let CallToolResponse::InputRequired(asked) = asked else {
-        panic!("expected a consent form, got {asked:?}");
-    };
-    let form = serde_json::to_value(&asked).unwrap();
-    let message = form["inputRequests"]["accept_new_key"]["params"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(message.contains("Accept the new key of peer"), "{form}");
+    let message = consent_message(&client, &bare).await;
+    assert!(message.contains("Accept the new key of peer"), "{message}");
     assert!(
         message.contains(new_did.as_str().unwrap()),
         "shows the new key: {message}"
@@ -924,4 +932,67 @@ async fn a_changed_key_of_a_peer_that_dialled_us_is_asked_about_by_its_name() {
     })
     .await;
     client.cancel().await.unwrap();
+}
+
+/// A link that names a key its host does not hold: the dial is refused; a client with forms
+/// is asked whether to connect without that key (declined: still refused; accepted: the host
+/// is dialled as for a link without a key, and its own key pinned), and a client without
+/// forms gets the error text naming the argument that accepts.
+#[tokio::test]
+async fn a_link_whose_host_does_not_prove_its_key_is_asked_about() {
+    let lab = Lab::new();
+    let a = lab.start("alpha").await;
+    let b = lab.start("beta").await;
+    let a_did = a.get("/status").await.1["did"].as_str().unwrap().to_owned();
+    let b_did = b.get("/status").await.1["did"].clone();
+    // B's address and token, but A's key: B cannot prove it holds it.
+    let bare = b.link().split('?').next().unwrap().to_owned();
+    let wrong = format!("{bare}?did={a_did}");
+    let (s, r) = a.post("/peers/connect", json!({"link": wrong})).await;
+    assert_eq!(s, 200, "{r}");
+    eventually(20, "refused for the link's key", || async {
+        let p = &a.get("/peers").await.1["peers"][0];
+        p["connected"] == false
+            && p["last_error"].as_str().is_some_and(|e| {
+                e.contains("not the one its link names") && e.contains("accept_new_key")
+            })
+    })
+    .await;
+
+    let plain = connect_http(&a, Host::plain()).await;
+    let r = complete(&plain, "acp_connect", json!({"link": wrong})).await;
+    assert!(text_of(&r).contains("accept_new_key"), "{}", text_of(&r));
+    assert_eq!(r.structured_content.unwrap()["connected"], false);
+
+    let client = connect_2026(&a, Host::consenting(false)).await;
+    let message = consent_message(&client, &wrong).await;
+    assert!(
+        message.contains(&a_did) && message.contains(b_did.as_str().unwrap()),
+        "names the link's key and the one presented: {message}"
+    );
+    let r = client
+        .call_tool(params("acp_connect", json!({"link": wrong})))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    assert!(text_of(&r).contains("not accepted"), "{}", text_of(&r));
+    assert_eq!(a.get("/peers").await.1["peers"][0]["connected"], false);
+    client.cancel().await.unwrap();
+
+    let client = connect_2026(&a, Host::consenting(true)).await;
+    let r = client
+        .call_tool(params("acp_connect", json!({"link": wrong})))
+        .await
+        .expect("the call goes on after the answer");
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+    eventually(20, "connected, with B's own key pinned", || async {
+        let p = &a.get("/peers").await.1["peers"][0];
+        p["connected"] == true && p["verified"] == true && p["did"] == b_did
+    })
+    .await;
+    let peers = a.get("/peers").await.1;
+    assert_eq!(peers["count"], 1, "the same peer entry: {peers}");
+    assert_eq!(peers["peers"][0]["identity"]["link_key_waived"], true);
+    client.cancel().await.unwrap();
+    plain.cancel().await.unwrap();
 }

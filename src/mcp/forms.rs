@@ -11,6 +11,7 @@ use rmcp::model::{
 use serde_json::{Value, json};
 
 use crate::node::identity::PendingKeyChange;
+use crate::node::link_key::PendingLinkKey;
 use crate::node::message::text_part;
 
 /// The field of the default form.
@@ -142,6 +143,43 @@ pub fn key_consent_requests(change: &PendingKeyChange) -> InputRequests {
                 "type": "boolean",
                 "title": "Accept the new key",
                 "description": format!("Trust {now} as peer {} from now on", change.name),
+                "default": false
+            }
+        },
+        "required": [ACCEPT_FIELD]
+    }))
+    .expect("a boolean field is a valid form schema");
+    [(CONSENT_KEY.to_owned(), form(message, schema))].into()
+}
+
+/// The consent question for a host that did not prove the key its link names: connect
+/// without that key? Same field and key as the key change question (`accept_new_key`), so
+/// a client answers both the same way.
+pub fn link_key_consent_requests(pending: &PendingLinkKey) -> InputRequests {
+    let r = &pending.refusal;
+    let did_what = if r.unproven {
+        "presented that key but did not prove it holds it (it may be replaying that node's card)"
+            .to_owned()
+    } else {
+        match &r.presented_did {
+            Some(other) => format!("presented another key, {other}"),
+            None => "presented no key at all (an unsigned card, as the Python reference does)"
+                .to_owned(),
+        }
+    };
+    let message = format!(
+        "The link of peer {} names the key {}, but the host at it {did_what}. Connect anyway, \
+         without that key? Only if its owner confirmed, outside this conversation, that this \
+         host is theirs: otherwise it may be an impostor.",
+        pending.name, r.named_did
+    );
+    let schema: ElicitationSchema = serde_json::from_value(json!({
+        "type": "object",
+        "properties": {
+            ACCEPT_FIELD: {
+                "type": "boolean",
+                "title": "Connect without the link's key",
+                "description": format!("Dial peer {} without checking for {}", pending.name, r.named_did),
                 "default": false
             }
         },

@@ -19,7 +19,8 @@ pub struct ConnectArgs {
     pub name: Option<String>,
     /// Accept the new key this peer presented in place of the one pinned for it (acp_peers
     /// shows it under identity.key_change). Only after the user confirmed, out of band, that
-    /// the other agent really changed its key: otherwise it may be an impostor.
+    /// the other agent really changed its key: otherwise it may be an impostor. For a link
+    /// whose host did not prove the key the link names, connect without that key instead.
     #[serde(default)]
     pub accept_new_key: Option<bool>,
     /// A2A agents only: the bearer token the agent's card asks for (sent as

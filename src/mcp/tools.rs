@@ -141,6 +141,16 @@ fn consent_request(change: &crate::node::identity::PendingKeyChange) -> CallTool
     .into()
 }
 
+/// The question for a host that did not prove the key its link names, as an MRTR input
+/// request (`requestState`: the answer counts only for what was shown).
+fn link_key_request(pending: &crate::node::link_key::PendingLinkKey) -> CallToolResponse {
+    InputRequiredResult::new(
+        Some(forms::link_key_consent_requests(pending)),
+        Some(pending.shown()),
+    )
+    .into()
+}
+
 fn task_summary(task: &Value) -> String {
     format!(
         "task {} is {}",
@@ -237,6 +247,24 @@ impl AcpMcp {
                 (Some(change), _) => return Ok(consent_request(&change)),
                 (None, _) => {}
             }
+            match (self.node.pending_link_key(&args.link), answer) {
+                (Some(pending), Some(answer)) if shown.as_deref() == Some(&pending.shown()) => {
+                    if !forms::accepts_key(answer) {
+                        return fail(NodeError::new(
+                            ErrorCode::KeyMismatch,
+                            format!(
+                                "connecting to {} without the key its link names was not accepted: \
+                                 the host stays refused",
+                                pending.name
+                            ),
+                        ))
+                        .map(Into::into);
+                    }
+                    node_try!(self.node.waive_link_key(&pending.peer_id));
+                }
+                (Some(pending), _) => return Ok(link_key_request(&pending)),
+                (None, _) => {}
+            }
         }
         if args.accept_new_key == Some(true) {
             if crate::wire::link::Link::parse(&args.link).is_ok() {
@@ -263,11 +291,13 @@ impl AcpMcp {
         while !self.node.peer_is_connected(&peer_id) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        if asks
-            && !self.node.peer_is_connected(&peer_id)
-            && let Some(change) = self.node.pending_key_change(&peer_id)
-        {
-            return Ok(consent_request(&change));
+        if asks && !self.node.peer_is_connected(&peer_id) {
+            if let Some(change) = self.node.pending_key_change(&peer_id) {
+                return Ok(consent_request(&change));
+            }
+            if let Some(pending) = self.node.pending_link_key(&args.link) {
+                return Ok(link_key_request(&pending));
+            }
         }
         let peer = node_try!(self.node.peer(&peer_id));
         let result = ConnectResult {

@@ -1089,6 +1089,7 @@ impl Node {
                         pinned_at: None,
                         key_change: None,
                         kind: Default::default(),
+                        link_key_waived: false,
                     };
                     peers
                         .peers

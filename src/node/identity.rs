@@ -448,8 +448,13 @@ impl Node {
 
     /// For `connect` with `accept_new_key`: accepts the refused key of the peer at this
     /// link, if one is waiting (nothing to do otherwise).
+    /// A host that did not prove the key its link names is dialled without it from now on
+    /// ([`super::link_key`]).
     pub fn accept_key_of_link(&self, link_text: &str) -> NodeResult<()> {
         let link = crate::wire::link::Link::parse(link_text).map_err(NodeError::invalid)?;
+        if let Some(pending) = self.pending_link_key(link_text) {
+            return self.waive_link_key(&pending.peer_id);
+        }
         let canonical = link.to_string();
         let waiting = self
             .lock_peers()
@@ -514,14 +519,21 @@ impl Node {
         } else {
             (no_card(), false)
         };
+        let link_did = self.link_key_in_force(peer_id, link_did);
         if let Some(want) = link_did {
             let named = check.key.as_ref().map(did::did_acp);
             if named.as_deref() != Some(want) {
                 let msg = format!(
-                    "the host's key is not the one its link names: the link says {want}, the host presented {}",
-                    named.as_deref().unwrap_or("no signed card")
+                    "the host's key is not the one its link names: the link says {want}, the host presented {}; {}",
+                    named.as_deref().unwrap_or("no signed card"),
+                    super::link_key::WAIVE_HINT
                 );
-                self.note_identity_refusal(peer_id, &msg);
+                let refusal = super::link_key::LinkKeyRefusal {
+                    named_did: want.to_owned(),
+                    presented_did: named,
+                    unproven: false,
+                };
+                self.note_link_key_refusal(peer_id, refusal, &msg);
                 return Err(NodeError::new(ErrorCode::KeyMismatch, msg));
             }
         }

@@ -23,6 +23,7 @@ mod history;
 pub mod identity;
 pub mod ids;
 mod inbound;
+pub mod link_key;
 pub(crate) mod log_limit;
 pub mod message;
 pub mod peers;
@@ -690,6 +691,7 @@ impl Node {
                     pinned_at: None,
                     key_change: None,
                     kind: Default::default(),
+                    link_key_waived: false,
                 };
                 let display = record.name.clone();
                 peers.peers.insert(id.clone(), Peer::new(record));
@@ -754,7 +756,7 @@ impl Node {
         Ok(())
     }
 
-    fn start_dialing(&self, peer_id: &str) {
+    pub(crate) fn start_dialing(&self, peer_id: &str) {
         if let Some(dial) = self.inner.dialer.get() {
             dial(self.clone(), peer_id.to_owned());
         }

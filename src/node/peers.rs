@@ -128,6 +128,10 @@ pub struct PeerRecord {
     /// The protocol the peer speaks (records written before the A2A bridge are ACP).
     #[serde(default)]
     pub kind: PeerKind,
+    /// The user chose to dial this link's host without the key the link names (its host
+    /// could not prove it; see [`super::link_key`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub link_key_waived: bool,
 }
 
 /// A connection that presented another key than the pinned one.
@@ -178,6 +182,9 @@ pub struct Peer {
     /// Messages a bridged peer refused for good, with its reason (`/messages` shows them
     /// `failed`); see [`super::bridged`].
     pub refused: std::collections::BTreeMap<String, String>,
+    /// Why the last dial's host was refused for the key its link names (see
+    /// [`super::link_key`]).
+    pub link_key_refusal: Option<super::link_key::LinkKeyRefusal>,
 }
 
 impl Peer {
@@ -196,6 +203,7 @@ impl Peer {
             connection_type: ConnectionType::default(),
             held: Default::default(),
             refused: Default::default(),
+            link_key_refusal: None,
         }
     }
 
@@ -239,6 +247,7 @@ impl Peer {
             "pinned_at": self.record.pinned_at,
             "card_valid": self.identity.card.as_ref().map(|c| c.valid),
             "key_change": change,
+            "link_key_waived": self.record.link_key_waived,
         })
     }
 

@@ -780,6 +780,7 @@ where
     let identity = node
         .dialled_identity(peer_id, link.did.as_deref(), &first, is_card)
         .map_err(|e| e.message)?;
+    let link_did = node.link_key_in_force(peer_id, link.did.as_deref());
     let mut proven = false;
     if identity.wants_proof
         && let Some(key) = identity.check.key
@@ -792,14 +793,27 @@ where
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .unwrap_or_default();
         ed25519::check_challenge(&answer, &nonce, &key).map_err(|e| {
-            format!(
+            let msg = format!(
                 "the host did not prove it holds {who} ({e}); it may be an impostor replaying \
-                 that node's card, or a node that cannot answer identity challenges (the Python \
-                 reference cannot: dial it with a link without ?did=)"
-            )
+                 that node's card, or a node that cannot answer identity challenges"
+            );
+            match link_did {
+                Some(named) if named == who => {
+                    let msg = format!("{msg}; {}", crate::node::link_key::WAIVE_HINT);
+                    let refusal = crate::node::link_key::LinkKeyRefusal {
+                        named_did: who.clone(),
+                        presented_did: Some(who.clone()),
+                        unproven: true,
+                    };
+                    node.note_link_key_refusal(peer_id, refusal, &msg);
+                    msg
+                }
+                _ => msg,
+            }
         })?;
         proven = true;
     }
+    node.clear_link_key_refusal(peer_id);
     Ok((Some(first), identity, proven))
 }
 
