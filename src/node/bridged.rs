@@ -94,6 +94,7 @@ impl Node {
                     pinned_at: None,
                     key_change: None,
                     kind,
+                    link_key_waived: false,
                 };
                 peers.peers.insert(id.clone(), Peer::new(record));
                 (id, true)
