@@ -469,3 +469,46 @@ async fn bad_agent_urls_and_cards_get_a_clear_400() {
     assert_eq!(r.is_error, Some(true));
     client.cancel().await.ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_client_talks_to_our_own_a2a_server() {
+    const BOB: &str = "bob-token-0123456789abcdef";
+    let lab = Lab::new();
+    let mut cfg = lab.config("server");
+    cfg.a2a_tokens = vec![acp_relay::config::A2aCredential::parse(&format!("bob={BOB}")).unwrap()];
+    let server = common::start_with(cfg).await;
+    let client = lab.start("client").await;
+
+    let (status, r) = client
+        .post(
+            "/peers/connect",
+            json!({"link": server.url, "bearer_token": BOB}),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["interface"]["protocol_version"], "1.0", "{r}");
+    let peer_id = r["peer_id"].as_str().unwrap().to_owned();
+    eventually(10, "attached to our own server", || async {
+        peer(&client, &peer_id).await["connected"] == true
+    })
+    .await;
+    client
+        .send_text("ping over A2A", json!({"peer_id": peer_id}))
+        .await;
+
+    // On the server node the message is in the inbox, from the A2A caller `bob`; its agent
+    // answers with acp_send in the message's task.
+    let server_mcp = mcp(&server).await;
+    let got = receive_until(&server_mcp, "ping over A2A").await;
+    ok(
+        &server_mcp,
+        "acp_send",
+        json!({"peer": "bob", "task_id": got["task_id"], "text": "pong over A2A"}),
+    )
+    .await;
+    let client_mcp = mcp(&client).await;
+    let answer = receive_until(&client_mcp, "pong over A2A").await;
+    assert_eq!(answer["peer_id"], peer_id.as_str(), "{answer}");
+    server_mcp.cancel().await.ok();
+    client_mcp.cancel().await.ok();
+}
