@@ -439,6 +439,10 @@ async fn bad_agent_urls_and_cards_get_a_clear_400() {
             json!({"link": not_json, "bearer_token": 5}),
             "must be a string",
         ),
+        (
+            json!({"link": nothing, "bearer_token": "tök"}),
+            "visible ASCII",
+        ),
     ];
     for (body, want) in cases {
         let (status, r) = node.post("/peers/connect", body.clone()).await;

@@ -207,6 +207,16 @@ pub fn choose(card: &AgentCard) -> Option<Interface> {
         .or_else(|| pick(Binding::JsonRpc, ProtocolVersion::V0_3))
 }
 
+/// A secret that can travel in a header: 1 to 4096 visible ASCII characters.
+pub fn check_secret(field: &str, secret: &str) -> Result<(), NodeError> {
+    if secret.is_empty() || secret.len() > 4096 || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(NodeError::invalid(format!(
+            "'{field}' must be 1 to 4096 visible ASCII characters (no spaces)"
+        )));
+    }
+    Ok(())
+}
+
 /// The header the user's secret goes in, as the card's `securitySchemes` say: a bearer
 /// token always goes in `Authorization`; an API key in the header the card's API-key scheme
 /// names (1.0 `apiKeySecurityScheme` or 0.3 `type: apiKey`, location `header`).
@@ -215,29 +225,20 @@ pub fn credential(
     bearer_token: Option<&str>,
     api_key: Option<&str>,
 ) -> Result<Option<Credential>, NodeError> {
-    let bad_secret = |s: &str| s.is_empty() || s.len() > 4096 || s.chars().any(|c| c.is_control());
     match (bearer_token, api_key) {
         (Some(_), Some(_)) => Err(NodeError::invalid(
             "give either 'bearer_token' or 'api_key', not both",
         )),
         (None, None) => Ok(None),
         (Some(t), None) => {
-            if bad_secret(t) {
-                return Err(NodeError::invalid(
-                    "'bearer_token' must be 1 to 4096 characters without control characters",
-                ));
-            }
+            check_secret("bearer_token", t)?;
             Ok(Some(Credential {
                 header: "Authorization".into(),
                 value: format!("Bearer {t}"),
             }))
         }
         (None, Some(k)) => {
-            if bad_secret(k) {
-                return Err(NodeError::invalid(
-                    "'api_key' must be 1 to 4096 characters without control characters",
-                ));
-            }
+            check_secret("api_key", k)?;
             let header =
                 card.security_schemes
                     .values()
@@ -342,6 +343,8 @@ mod tests {
         assert!(credential(&card(json!({})), None, Some("s")).is_err());
         assert!(credential(&c1, Some("t"), Some("s")).is_err());
         assert!(credential(&c1, Some("a\nb"), None).is_err());
+        assert!(credential(&c1, Some("tök"), None).is_err());
+        assert!(credential(&c1, None, Some("a b")).is_err());
         let b = credential(&card(json!({})), Some("t"), None)
             .unwrap()
             .unwrap();

@@ -92,6 +92,12 @@ pub async fn connect(node: &Node, req: ConnectRequest) -> NodeResult<Value> {
         return Err(NodeError::invalid("'name' is longer than 128 characters"));
     }
     let url = parse_url(&req.url)?;
+    if let Some(t) = &req.bearer_token {
+        card::check_secret("bearer_token", t)?;
+    }
+    if let Some(k) = &req.api_key {
+        card::check_secret("api_key", k)?;
+    }
     let canonical = url.to_string();
     let data_dir = node.config().data_dir.clone();
     let known = node.bridged_peer_by_url(PeerKind::A2a, &canonical);
