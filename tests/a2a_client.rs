@@ -211,9 +211,19 @@ async fn an_mcp_client_talks_to_an_a2a_echo_agent_over_both_bindings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_gets_an_artifact_asks_for_input_and_completes_with_the_answer() {
     let Some(py) = python().await else { return };
+    task_round_trip(&py, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_round_trip_over_a_stream() {
+    let Some(py) = python().await else { return };
+    task_round_trip(&py, &["--stream"]).await;
+}
+
+async fn task_round_trip(py: &Path, args: &[&str]) {
     let lab = Lab::new();
     let node = lab.start("alpha").await;
-    let agent = Agent::start(&py, "task_agent.py", &[]).await;
+    let agent = Agent::start(py, "task_agent.py", args).await;
     let client = mcp(&node).await;
     let c = ok(&client, "acp_connect", json!({"link": agent.url()})).await;
     let peer_id = c["peer_id"].as_str().unwrap().to_owned();

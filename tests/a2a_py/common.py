@@ -15,7 +15,7 @@ from a2a.types import (
 )
 
 
-def card(name, base, bindings):
+def card(name, base, bindings, streaming=False):
     """An A2A 1.0 card with the given (binding, path) interfaces."""
     return AgentCard(
         name=name,
@@ -25,7 +25,7 @@ def card(name, base, bindings):
             AgentInterface(url=base + path, protocol_binding=b, protocol_version='1.0')
             for b, path in bindings
         ],
-        capabilities=AgentCapabilities(streaming=False),
+        capabilities=AgentCapabilities(streaming=streaming),
         default_input_modes=['text/plain'],
         default_output_modes=['text/plain'],
         skills=[AgentSkill(id='test', name='test', description='answers tests', tags=['test'])],

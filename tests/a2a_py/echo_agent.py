@@ -1,6 +1,6 @@
 """An A2A 1.0 agent (official SDK) that answers every message with a message
 `echo: <text>`, on JSON-RPC at /rpc and HTTP+JSON at /rest. With `--rest` its card lists
-HTTP+JSON first and JSON-RPC not at all."""
+HTTP+JSON only, and says it streams (`SendStreamingMessage`)."""
 
 import sys
 
@@ -36,7 +36,7 @@ class Echo(AgentExecutor):
 
 def build(base):
     bindings = [('HTTP+JSON', '/rest')] if REST else [('JSONRPC', '/rpc'), ('HTTP+JSON', '/rest')]
-    agent_card = card('echo-agent', base, bindings)
+    agent_card = card('echo-agent', base, bindings, streaming=REST)
     handler = DefaultRequestHandler(Echo(), InMemoryTaskStore(), agent_card)
     routes = create_agent_card_routes(agent_card)
     routes += create_jsonrpc_routes(handler, '/rpc')

@@ -2,9 +2,10 @@
 artifact `draft: <text>` and the question `what is your name?` (input_required); the answer
 completes the task with an artifact `greeting for <answer>` and the message
 `hello <answer>`. A first message `wait` keeps its task working until it is canceled.
-JSON-RPC at /rpc, HTTP+JSON at /rest."""
+JSON-RPC at /rpc, HTTP+JSON at /rest. With `--stream` its card says it streams."""
 
 import asyncio
+import sys
 
 from a2a.helpers import new_task_from_user_message, new_text_part
 from a2a.server.agent_execution import AgentExecutor
@@ -19,6 +20,10 @@ from a2a.types import TaskState
 from starlette.applications import Starlette
 
 from common import card, serve
+
+STREAM = '--stream' in sys.argv
+if STREAM:
+    sys.argv.remove('--stream')
 
 
 class Tasks(AgentExecutor):
@@ -50,7 +55,9 @@ class Tasks(AgentExecutor):
 
 
 def build(base):
-    agent_card = card('task-agent', base, [('JSONRPC', '/rpc'), ('HTTP+JSON', '/rest')])
+    agent_card = card(
+        'task-agent', base, [('JSONRPC', '/rpc'), ('HTTP+JSON', '/rest')], streaming=STREAM
+    )
     handler = DefaultRequestHandler(Tasks(), InMemoryTaskStore(), agent_card)
     routes = create_agent_card_routes(agent_card)
     routes += create_jsonrpc_routes(handler, '/rpc')

@@ -69,6 +69,128 @@ pub fn origin(url: &url::Url) -> String {
     url.origin().ascii_serialization()
 }
 
+/// An answer whose body is read as it comes: Server-Sent Events.
+pub struct Stream {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`, lower case, without parameters.
+    pub content_type: String,
+    body: hyper::body::Incoming,
+    buf: Vec<u8>,
+    origin: String,
+}
+
+/// Sends one request and returns once the answer's head is there (within `limit`); the
+/// body is read with [`Stream::next_event`].
+pub async fn open(
+    connector: &Connector,
+    method: Method,
+    url: &url::Url,
+    headers: &[(String, String)],
+    body: Option<Bytes>,
+    limit: Duration,
+) -> Result<Stream, Failure> {
+    let head = tokio::time::timeout(limit, start(connector, method, url, headers, body)).await;
+    let resp = head.map_err(|_| {
+        Failure::Unreachable(format!(
+            "no answer from {} within {} s",
+            origin(url),
+            limit.as_secs()
+        ))
+    })??;
+    let (status, content_type) = head_of(&resp);
+    Ok(Stream {
+        status,
+        content_type,
+        body: resp.into_body(),
+        buf: Vec::new(),
+        origin: origin(url),
+    })
+}
+
+impl Stream {
+    /// The data of the next event (its `data:` lines joined), `None` at the end of the
+    /// stream. An event must begin within `idle`; events are at most [`MAX_ANSWER_BYTES`].
+    pub async fn next_event(&mut self, idle: Duration) -> Result<Option<String>, Failure> {
+        loop {
+            if let Some(data) = self.take_event() {
+                if data.is_empty() {
+                    continue;
+                }
+                return Ok(Some(data));
+            }
+            let frame = tokio::time::timeout(idle, self.body.frame())
+                .await
+                .map_err(|_| {
+                    Failure::Unreachable(format!(
+                        "{}: no event within {} s",
+                        self.origin,
+                        idle.as_secs()
+                    ))
+                })?;
+            match frame {
+                None => return Ok(None),
+                Some(Err(e)) => {
+                    return Err(Failure::Unreachable(format!(
+                        "{}: stream cut: {e}",
+                        self.origin
+                    )));
+                }
+                Some(Ok(f)) => {
+                    if let Ok(data) = f.into_data() {
+                        self.buf.extend(data.iter().filter(|b| **b != b'\r'));
+                    }
+                    if self.buf.len() > MAX_ANSWER_BYTES {
+                        return Err(Failure::Unreachable(format!(
+                            "{}: an event over {MAX_ANSWER_BYTES} bytes",
+                            self.origin
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes one complete event out of the buffer: its data, empty for an event without
+    /// data (a comment, a keep-alive).
+    fn take_event(&mut self) -> Option<String> {
+        let end = self.buf.windows(2).position(|w| w == b"\n\n")?;
+        let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+        let text = String::from_utf8_lossy(&block);
+        let data: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            .collect();
+        Some(data.join("\n"))
+    }
+
+    /// The whole body (an answer that is not a stream: an error), within `limit`.
+    pub async fn rest(self, limit: Duration) -> Bytes {
+        let read = Limited::new(self.body, MAX_ANSWER_BYTES).collect();
+        match tokio::time::timeout(limit, read).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            _ => Bytes::new(),
+        }
+    }
+}
+
+fn head_of(resp: &hyper::Response<hyper::body::Incoming>) -> (u16, String) {
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    (resp.status().as_u16(), content_type)
+}
+
 async fn exchange(
     connector: &Connector,
     method: Method,
@@ -76,6 +198,32 @@ async fn exchange(
     headers: &[(String, String)],
     body: Option<Bytes>,
 ) -> Result<Answer, Failure> {
+    let resp = start(connector, method, url, headers, body).await?;
+    let (status, content_type) = head_of(&resp);
+    let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            Failure::Unreachable(format!(
+                "{}: answer not read (over {MAX_ANSWER_BYTES} bytes, or cut): {e}",
+                origin(url)
+            ))
+        })?
+        .to_bytes();
+    Ok(Answer {
+        status,
+        content_type,
+        body,
+    })
+}
+
+async fn start(
+    connector: &Connector,
+    method: Method,
+    url: &url::Url,
+    headers: &[(String, String)],
+    body: Option<Bytes>,
+) -> Result<hyper::Response<hyper::body::Incoming>, Failure> {
     let target = WebhookUrl::parse(url.as_str()).map_err(Failure::BadUrl)?;
     let mut conn = connector
         .connect(&target)
@@ -102,36 +250,7 @@ async fn exchange(
     let req = req
         .body(Full::new(body.unwrap_or_default()))
         .map_err(|e| Failure::BadUrl(format!("cannot build the request: {e}")))?;
-    let resp = conn
-        .send_request(req)
+    conn.send_request(req)
         .await
-        .map_err(|e| Failure::Unreachable(format!("{}: request failed: {e}", origin(url))))?;
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
-    let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
-        .collect()
-        .await
-        .map_err(|e| {
-            Failure::Unreachable(format!(
-                "{}: answer not read (over {MAX_ANSWER_BYTES} bytes, or cut): {e}",
-                origin(url)
-            ))
-        })?
-        .to_bytes();
-    Ok(Answer {
-        status,
-        content_type,
-        body,
-    })
+        .map_err(|e| Failure::Unreachable(format!("{}: request failed: {e}", origin(url))))
 }

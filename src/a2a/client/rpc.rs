@@ -14,7 +14,9 @@ use super::card::{Binding, Interface};
 use super::convert;
 use super::credentials::Credential;
 use super::http::{self, Failure};
-use crate::a2a::types::{self, Message, ProtocolVersion, Role, SendMessageResponse, Task};
+use crate::a2a::types::{
+    self, Message, ProtocolVersion, Role, SendMessageResponse, StreamResponse, Task,
+};
 use crate::node::webhooks::post::Connector;
 
 /// How long `SendMessage` may take. The bridge asks for an immediate answer
@@ -88,15 +90,14 @@ impl Agent {
         self.interface.version
     }
 
-    /// POSTs (or GETs) to the interface: JSON-RPC `method` with `params`, or the REST
-    /// `path` with `params` as the body.
-    async fn call(
+    /// The request of a call: headers, method, URL, body.
+    #[allow(clippy::type_complexity)]
+    fn request(
         &self,
         rpc_method: (&str, &str),
         rest: (Method, String),
         params: Value,
-        limit: Duration,
-    ) -> Result<Value, CallError> {
+    ) -> Result<(Vec<(String, String)>, Method, url::Url, Option<Bytes>), CallError> {
         let mut headers = vec![(
             types::VERSION_HEADER.to_owned(),
             self.version().as_str().to_owned(),
@@ -132,7 +133,24 @@ impl Agent {
                 (rest.0, url, body)
             }
         };
-        let body = body.map(|b| Bytes::from(b.to_string()));
+        Ok((
+            headers,
+            method,
+            url,
+            body.map(|b| Bytes::from(b.to_string())),
+        ))
+    }
+
+    /// POSTs (or GETs) to the interface: JSON-RPC `method` with `params`, or the REST
+    /// `path` with `params` as the body.
+    async fn call(
+        &self,
+        rpc_method: (&str, &str),
+        rest: (Method, String),
+        params: Value,
+        limit: Duration,
+    ) -> Result<Value, CallError> {
+        let (headers, method, url, body) = self.request(rpc_method, rest, params)?;
         let answer = http::request(&self.connector, method, &url, &headers, body, limit)
             .await
             .map_err(|e| match e {
@@ -188,6 +206,67 @@ impl Agent {
                 "the agent answered neither a message nor a task: {e}"
             ))
         })
+    }
+
+    /// `SendStreamingMessage` / `message/stream`: the open event stream (its head within
+    /// [`SEND_TIMEOUT`]); read its items with [`Agent::stream_item`].
+    pub async fn send_streaming(&self, message: &Message) -> Result<http::Stream, CallError> {
+        let params = json!({"message": convert::outgoing(message, self.version())});
+        let (headers, method, url, body) = self.request(
+            ("SendStreamingMessage", "message/stream"),
+            (Method::POST, "/message:stream".into()),
+            params,
+        )?;
+        let stream = http::open(&self.connector, method, &url, &headers, body, SEND_TIMEOUT)
+            .await
+            .map_err(|e| match e {
+                Failure::Unreachable(why) => CallError::Unreachable(why),
+                Failure::BadUrl(why) => CallError::Refused(why),
+            })?;
+        if stream.content_type == "text/event-stream" && (200..300).contains(&stream.status) {
+            return Ok(stream);
+        }
+        let status = stream.status;
+        let body = stream.rest(QUERY_TIMEOUT).await;
+        if matches!(status, 502..=504) {
+            return Err(CallError::Unreachable(reason(status, &body)));
+        }
+        if !(200..300).contains(&status) {
+            return Err(CallError::Refused(reason(status, &body)));
+        }
+        // A JSON answer in place of a stream: a JSON-RPC error, or a single result.
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+            return Err(CallError::Refused(format!(
+                "{} (A2A error {})",
+                err["message"].as_str().unwrap_or("error"),
+                err["code"]
+            )));
+        }
+        Err(CallError::Refused(
+            "the agent answered SendStreamingMessage without an event stream".into(),
+        ))
+    }
+
+    /// One item of the event stream: JSON-RPC `{result}` (or `{error}`), or the bare item
+    /// (HTTP+JSON).
+    pub fn stream_item(&self, data: &str) -> Result<StreamResponse, CallError> {
+        let v: Value = serde_json::from_str(data)
+            .map_err(|e| CallError::Refused(format!("a stream event is not JSON: {e}")))?;
+        let item = match self.interface.binding {
+            Binding::HttpJson => v,
+            Binding::JsonRpc => {
+                if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+                    return Err(CallError::Refused(format!(
+                        "{} (A2A error {})",
+                        err["message"].as_str().unwrap_or("error"),
+                        err["code"]
+                    )));
+                }
+                v.get("result").cloned().unwrap_or(Value::Null)
+            }
+        };
+        StreamResponse::from_value(item).map_err(CallError::Refused)
     }
 
     /// `GetTask` / `tasks/get`.

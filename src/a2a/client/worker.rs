@@ -41,6 +41,10 @@ const PUMP_EVERY: Duration = Duration::from_secs(10);
 /// First and longest pause between two `GetTask` of a task the agent works on.
 const FOLLOW_FIRST: Duration = Duration::from_millis(200);
 const FOLLOW_MAX: Duration = Duration::from_secs(5);
+/// How long a `SendStreamingMessage` stream is read, and how long it may be silent, before
+/// the bridge follows the task with `GetTask` instead.
+const STREAM_LIMIT: Duration = Duration::from_secs(300);
+const STREAM_IDLE: Duration = Duration::from_secs(60);
 /// How long a task is followed before the bridge stops asking.
 const FOLLOW_LIMIT: Duration = Duration::from_secs(3600);
 
@@ -68,6 +72,8 @@ struct Bridge {
     peer_id: String,
     agent_name: String,
     agent: Agent,
+    /// The card says the agent streams: sends use `SendStreamingMessage`.
+    streaming: bool,
     shared: Arc<Mutex<Shared>>,
 }
 
@@ -134,6 +140,7 @@ pub async fn run(node: Node, peer_id: String) {
                     peer_id: peer_id.clone(),
                     agent_name: parsed.name.clone(),
                     agent: Agent::new(connector.clone(), interface.clone(), credential),
+                    streaming: parsed.capabilities.streaming == Some(true),
                     shared: shared.clone(),
                 });
                 bridge.resume_followers();
@@ -191,6 +198,7 @@ impl Bridge {
             peer = %self.peer_id,
             binding = interface.binding.as_str(),
             version = interface.version.as_str(),
+            streaming = self.streaming,
             "A2A agent attached"
         );
         let shutdown = node.shutdown_token();
@@ -321,6 +329,11 @@ impl Bridge {
             context.as_deref(),
             remote_task.as_deref(),
         );
+        if self.streaming {
+            return self
+                .send_streamed(message_id, &message, local, context)
+                .await;
+        }
         match self.agent.send_message(&message).await {
             Err(CallError::Unreachable(why)) => Err(why),
             Err(CallError::Refused(why)) => {
@@ -369,6 +382,170 @@ impl Bridge {
                 Ok(())
             }
         }
+    }
+
+    /// Links the ACP task `local` (if any) to the agent's task.
+    fn link(&self, local: Option<&str>, task_id: &str, context_id: &str) {
+        let Some(l) = local else { return };
+        let mut s = self.lock();
+        if s.links
+            .by_local
+            .get(l)
+            .is_some_and(|r| r.task_id == task_id)
+        {
+            return;
+        }
+        s.links.link(
+            l,
+            Remote {
+                task_id: task_id.to_owned(),
+                context_id: Some(context_id.to_owned()).filter(|c| !c.is_empty()),
+            },
+        );
+        s.links.save(&self.node, &self.peer_id);
+    }
+
+    /// A message sent with `SendStreamingMessage`: the first event means the agent took it;
+    /// each event is passed on as it comes. The stream is read for at most
+    /// [`STREAM_LIMIT`], each event within [`STREAM_IDLE`]; a task still open after that
+    /// (or after a cut stream) is followed with `GetTask`.
+    async fn send_streamed(
+        self: &Arc<Self>,
+        message_id: &str,
+        message: &types::Message,
+        local: Option<String>,
+        context: Option<String>,
+    ) -> Result<(), String> {
+        let node = &self.node;
+        let mut stream = match self.agent.send_streaming(message).await {
+            Err(CallError::Unreachable(why)) => return Err(why),
+            Err(CallError::Refused(why)) => {
+                if let Err(e) =
+                    node.bridged_failed(&self.peer_id, message_id, local.as_deref(), &why)
+                {
+                    tracing::warn!(peer = %self.peer_id, "cannot record a refused message: {e}");
+                }
+                return Ok(());
+            }
+            Ok(s) => s,
+        };
+        let deadline = tokio::time::Instant::now() + STREAM_LIMIT;
+        let mut accepted = false;
+        let mut done = false;
+        // The task as the stream showed it so far, and artifact chunks not yet complete.
+        let mut task: Option<types::Task> = None;
+        let mut pending: Vec<types::Artifact> = Vec::new();
+        while !done {
+            let next = tokio::time::timeout_at(deadline, stream.next_event(STREAM_IDLE)).await;
+            let data = match next {
+                Ok(Ok(Some(d))) => d,
+                _ => break,
+            };
+            let item = match self.agent.stream_item(&data) {
+                Ok(i) => i,
+                Err(CallError::Refused(why)) if !accepted => {
+                    if let Err(e) =
+                        node.bridged_failed(&self.peer_id, message_id, local.as_deref(), &why)
+                    {
+                        tracing::warn!(peer = %self.peer_id, "cannot record a refused message: {e}");
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::info!(peer = %self.peer_id, "stream ended: {e:?}");
+                    break;
+                }
+            };
+            if !accepted {
+                accepted = true;
+                node.bridged_delivered(&self.peer_id, &[message_id.to_owned()]);
+            }
+            match item {
+                types::StreamResponse::Message(m) => {
+                    let parts = convert::parts_to_acp(&m.parts);
+                    self.inbound(
+                        &m.message_id,
+                        &parts,
+                        m.context_id.as_deref().or(context.as_deref()),
+                        local.as_deref(),
+                    );
+                    if task.is_none() {
+                        if let Some(l) = &local {
+                            self.task_frame(l, TaskState::Completed, Some(&parts), None, None);
+                        }
+                        done = true;
+                    }
+                }
+                types::StreamResponse::Task(t) => {
+                    self.link(local.as_deref(), &t.id, &t.context_id);
+                    self.absorb(&t, local.as_deref());
+                    done = convert::settled(&t);
+                    task = Some(t);
+                }
+                types::StreamResponse::StatusUpdate(e) => {
+                    self.link(local.as_deref(), &e.task_id, &e.context_id);
+                    let mut t = task.clone().unwrap_or_else(|| types::Task {
+                        id: e.task_id.clone(),
+                        context_id: e.context_id.clone(),
+                        status: e.status.clone(),
+                        artifacts: Vec::new(),
+                        history: Vec::new(),
+                        metadata: None,
+                    });
+                    t.status = e.status;
+                    done = convert::settled(&t) || e.final_ == Some(true);
+                    if done {
+                        // Chunks still open are complete once the task settles.
+                        t.artifacts.append(&mut pending);
+                    }
+                    self.absorb(&t, local.as_deref());
+                    task = Some(t);
+                }
+                types::StreamResponse::ArtifactUpdate(e) => {
+                    self.link(local.as_deref(), &e.task_id, &e.context_id);
+                    let a = e.artifact;
+                    let artifact_id = a.artifact_id.clone();
+                    match pending.iter_mut().find(|p| p.artifact_id == a.artifact_id) {
+                        Some(p) if e.append => p.parts.extend(a.parts),
+                        Some(p) => *p = a,
+                        None => pending.push(a),
+                    }
+                    let t = task.get_or_insert_with(|| types::Task {
+                        id: e.task_id.clone(),
+                        context_id: e.context_id.clone(),
+                        status: types::TaskStatus {
+                            state: types::TaskState::Working,
+                            message: None,
+                            timestamp: None,
+                        },
+                        artifacts: Vec::new(),
+                        history: Vec::new(),
+                        metadata: None,
+                    });
+                    if e.last_chunk
+                        && let Some(i) = pending.iter().position(|p| p.artifact_id == artifact_id)
+                    {
+                        let complete = pending.remove(i);
+                        t.artifacts.push(complete);
+                        let snapshot = t.clone();
+                        self.absorb(&snapshot, local.as_deref());
+                    }
+                }
+            }
+        }
+        if !accepted {
+            return Err("the agent's event stream ended before it answered".into());
+        }
+        if let Some(mut t) = task {
+            if !pending.is_empty() {
+                t.artifacts.append(&mut pending);
+                self.absorb(&t, local.as_deref());
+            }
+            if !done && !convert::settled(&t) {
+                self.follow(t.id.clone(), local);
+            }
+        }
+        Ok(())
     }
 
     /// `CancelTask` for the A2A task behind the ACP task `local`.
