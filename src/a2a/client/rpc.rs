@@ -1,6 +1,7 @@
-//! The three A2A calls the bridge makes (`SendMessage`, `GetTask`, `CancelTask`) on the
-//! interface it chose: JSON-RPC or HTTP+JSON, A2A 1.0 or 0.3 (JSON-RPC). Every call carries
-//! `A2A-Version` and the agent's credential, and has a time limit.
+//! The A2A calls the bridge makes (`SendMessage`, `SendStreamingMessage`, `GetTask`,
+//! `CancelTask`) on the interface it chose: JSON-RPC or HTTP+JSON, A2A 1.0 or 0.3
+//! (JSON-RPC). Every call carries `A2A-Version` and the agent's credential, and has a time
+//! limit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +34,9 @@ pub enum CallError {
     /// The agent answered with an error: its reason.
     Refused(String),
 }
+
+/// A request ready to go: headers, method, URL, body.
+type Prepared = (Vec<(String, String)>, Method, url::Url, Option<Bytes>);
 
 /// One agent as the bridge talks to it.
 pub struct Agent {
@@ -90,14 +94,13 @@ impl Agent {
         self.interface.version
     }
 
-    /// The request of a call: headers, method, URL, body.
-    #[allow(clippy::type_complexity)]
+    /// The request of a call.
     fn request(
         &self,
         rpc_method: (&str, &str),
         rest: (Method, String),
         params: Value,
-    ) -> Result<(Vec<(String, String)>, Method, url::Url, Option<Bytes>), CallError> {
+    ) -> Result<Prepared, CallError> {
         let mut headers = vec![(
             types::VERSION_HEADER.to_owned(),
             self.version().as_str().to_owned(),

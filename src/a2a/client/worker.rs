@@ -8,8 +8,10 @@
 //! Delivery: a message the agent accepted is confirmed (`delivered`); one it refused ends
 //! `failed` with its reason; one that found it unreachable goes back to the offline queue
 //! (`detach_connection`) and the bridge tries again with backoff (1 s doubling to 30 s).
-//! Tasks the agent keeps working on are followed with `GetTask` (200 ms doubling to 5 s,
-//! at most an hour), never with a request held open.
+//! A send to an agent whose card says it streams reads the `SendStreamingMessage` events
+//! (each within 60 s, at most 5 minutes); tasks the agent keeps working on after that, or
+//! on an agent that does not stream, are followed with `GetTask` (200 ms doubling to 5 s,
+//! at most an hour). No request is held open without bound.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
