@@ -256,7 +256,10 @@ async fn inbox_in_headless_chromium() {
         return;
     };
     let lab = Lab::new();
-    let a = lab.start("A").await;
+    let mut a_config = lab.config("A");
+    // An A2A client on this machine may call A (it shows as an A2A peer, below).
+    a_config.a2a_open_loopback = true;
+    let a = start_with(a_config).await;
     let b = lab.start("B").await;
     connect(&b, &a).await;
     let page = Browser::start(&chromium, &chromedriver).await;
@@ -280,6 +283,27 @@ async fn inbox_in_headless_chromium() {
     .await;
     let paint = page.js(TIMING, json!([])).await;
     println!("inbox timing, first load in a fresh browser (ms since navigation start): {paint}");
+    // An A2A client sends A a message: its peer appears, live, marked as an A2A agent (it has
+    // no ACP key, so no "verified" badge).
+    let sent = a
+        .http
+        .post(format!("{}/a2a/jsonrpc", a.url))
+        .header("A2A-Version", "1.0")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {
+            "message": {"messageId": "inbox-a2a-1", "role": "ROLE_USER", "parts": [{"text": "hello from A2A"}]},
+            "configuration": {"returnImmediately": true}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    page.until(
+        10,
+        "the A2A caller, marked A2A",
+        "const li = document.querySelector('#peers li[data-kind=\"a2a\"]'); \
+         return !!li && li.textContent.includes('A2A') && !li.textContent.includes('verified')",
+        json!([]),
+    )
+    .await;
     // The same page again, as a person reopening it (browser and connection warm).
     page.goto(&format!("{}/", a.url)).await;
     page.until(

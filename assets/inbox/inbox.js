@@ -310,12 +310,16 @@ function renderPeers() {
   for (const p of state.peers) {
     const name = p.agent_name || p.name || p.id;
     const verified = p.verified === true;
-    ul.append(el("li", { "data-peer": p.id },
+    // An A2A agent has no ACP key to verify: it is shown by its protocol and address.
+    const a2a = p.kind === "a2a";
+    ul.append(el("li", { "data-peer": p.id, "data-kind": a2a ? "a2a" : "acp" },
       el("span", { class: p.connected ? "dot on" : "dot", "aria-hidden": "true" }),
       el("strong", { text: name }),
       el("span", { class: "badge", text: p.connected ? "connected" : "offline" }),
-      el("span", { class: verified ? "badge ok" : "badge bad", text: verified ? "verified" : "not verified" }),
-      p.did ? el("div", { class: "did", text: p.did }) : null));
+      a2a ? el("span", { class: "badge", text: "A2A", title: "an agent that speaks A2A" })
+        : el("span", { class: verified ? "badge ok" : "badge bad", text: verified ? "verified" : "not verified" }),
+      a2a ? (p.link ? el("div", { class: "did", text: p.link }) : null)
+        : (p.did ? el("div", { class: "did", text: p.did }) : null)));
     sel.append(el("option", { value: p.id, text: name + (p.connected ? "" : " (offline)") }));
   }
   if (chosen && state.peers.some((p) => p.id === chosen)) sel.value = chosen;

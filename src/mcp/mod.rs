@@ -33,7 +33,11 @@ other, which calls acp_connect with it. Then acp_send sends messages (text, data
 acp_receive reads replies — pass back its cursor each time and use wait_seconds to wait for an \
 answer instead of polling. Tasks: acp_task_create hands work to the peer; the worker reports \
 with acp_task_update (working → completed with a result, or failed); check with acp_task_get. \
-acp_peers and acp_status show who is connected.";
+acp_peers and acp_status show who is connected. \
+A2A agents (ADK, LangGraph, …): acp_connect also takes an agent's http(s):// URL, and it is \
+then a peer like any other. A message from an A2A caller comes with a task_id: answer it with \
+acp_send to that peer with that task_id (this completes its task), or ask back with \
+acp_task_update status input_required, the question in error.";
 
 /// Most task handles a session gets `notifications/tasks` for.
 const PUSHED_HANDLES: usize = 1000;
