@@ -144,6 +144,15 @@ pub fn check_url(raw: &str, caller_is_loopback: bool) -> Result<(WebhookUrl, boo
     Ok((url, true))
 }
 
+/// A config's delivery, checked.
+pub(super) struct Checked {
+    url: WebhookUrl,
+    /// Whether only public addresses may be connected to.
+    public_only: bool,
+    /// The headers sent besides the node's own.
+    headers: Vec<(&'static str, String)>,
+}
+
 fn header_value(what: &str, v: &str) -> Result<(), A2aError> {
     if v.len() > MAX_SECRET_LEN {
         return Err(A2aError::params(format!(
@@ -191,13 +200,13 @@ impl A2aServer {
     }
 
     /// Checks what a config asks of the node (URL, headers): the part of
-    /// [`A2aServer::create_push_config`] that does not need the task. Returns the URL,
-    /// whether only public addresses may be connected to, and the headers to send.
+    /// [`A2aServer::create_push_config`] that does not need the task, so that a
+    /// `SendMessage` with a bad config is refused before its message goes in.
     pub(super) fn check_push_config(
         &self,
         caller: &A2aCaller,
         cfg: &TaskPushNotificationConfig,
-    ) -> Result<(WebhookUrl, bool, Vec<(&'static str, String)>), A2aError> {
+    ) -> Result<Checked, A2aError> {
         if cfg.id.len() > MAX_ID_LEN || cfg.id.chars().any(char::is_control) {
             return Err(A2aError::params(format!(
                 "the config id must be at most {MAX_ID_LEN} characters, without control characters"
@@ -221,7 +230,11 @@ impl A2aServer {
             header_value("authentication", &value)?;
             headers.push(("authorization", value));
         }
-        Ok((url, public_only, headers))
+        Ok(Checked {
+            url,
+            public_only,
+            headers,
+        })
     }
 
     /// `CreateTaskPushNotificationConfig` (0.3 `tasks/pushNotificationConfig/set`): adds
@@ -239,7 +252,11 @@ impl A2aServer {
         if cfg.id.is_empty() {
             cfg.id = cfg.task_id.clone();
         }
-        let (url, public_only, headers) = self.check_push_config(caller, &cfg)?;
+        let Checked {
+            url,
+            public_only,
+            headers,
+        } = self.check_push_config(caller, &cfg)?;
         cfg.tenant = None;
         let mut tasks = self.push().lock();
         let held: usize = tasks
