@@ -261,7 +261,8 @@ mod tests {
         fn prop_built_urls_keep_their_parts_and_userinfo_is_refused(
             https in any::<bool>(),
             host in prop_oneof![
-                "[a-z][a-z0-9-]{0,20}(\\.[a-z]{2,6}){0,2}",
+                // Not `x` first: `xn--…` is a punycode label, refused when not valid.
+                "[a-wyz][a-z0-9-]{0,20}(\\.[a-z]{2,6}){0,2}",
                 any::<[u8; 4]>().prop_map(|b| std::net::Ipv4Addr::from(b).to_string()),
                 any::<[u16; 8]>().prop_map(|s| format!("[{}]", std::net::Ipv6Addr::from(s))),
             ],
