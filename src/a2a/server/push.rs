@@ -474,6 +474,46 @@ pub mod v03 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::test_support::config(256))]
+
+        /// Any 0.3 params give a config or an invalid-params error, never a panic.
+        #[test]
+        fn prop_v03_params_give_a_config_or_invalid_params(p in crate::test_support::arb_json()) {
+            for r in [v03::set_params(&p).map(|_| ()), v03::id_params(&p).map(|_| ()),
+                      v03::config_from("t", &p).map(|_| ())] {
+                if let Err(e) = r {
+                    prop_assert_eq!(e.code, A2aErrorCode::InvalidParams);
+                }
+            }
+        }
+
+        /// A URL is taken only as http(s) without user info, and for a remote caller only
+        /// when it names no non-public address; never a panic.
+        #[test]
+        fn prop_accepted_push_urls_are_http_and_public_for_remote_callers(
+            raw in prop_oneof![
+                ".{0,60}",
+                "(https?|ftp)://([a-z]{1,4}@)?(localhost|[a-z]{1,8}\\.com|[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|\\[[0-9a-f:.]{2,20}\\])(:[0-9]{1,5})?/[a-z]{0,5}",
+            ],
+            loopback in any::<bool>(),
+        ) {
+            if let Ok((url, public_only)) = check_url(&raw, loopback) {
+                prop_assert!(url.as_str().starts_with("http://") || url.as_str().starts_with("https://"));
+                prop_assert!(!url.authority().contains('@'));
+                if !public_only {
+                    prop_assert!(loopback && url.is_loopback());
+                } else {
+                    prop_assert!(!url.is_loopback());
+                    if let Target::Ip(ip) = url.target() {
+                        prop_assert!(is_public(ip), "{}", ip);
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn only_public_hosts_unless_both_ends_are_loopback() {

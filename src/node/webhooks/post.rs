@@ -276,6 +276,33 @@ mod tests {
         (port, cert, rx)
     }
 
+    /// A public-only connector refuses a loopback or private target before connecting,
+    /// given as an address or as a name that resolves to one (`localhost`).
+    #[tokio::test]
+    async fn a_public_only_connector_refuses_non_public_targets() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let c = Connector::public_only();
+        for raw in [
+            format!("http://127.0.0.1:{port}/"),
+            format!("http://localhost:{port}/"),
+            "http://10.0.0.1:9/".to_owned(),
+            "http://[::1]:9/".to_owned(),
+        ] {
+            let url = WebhookUrl::parse(&raw).unwrap();
+            let err = c.connect(&url).await.err().expect(&raw);
+            assert!(
+                err.contains("not a public address") || err.contains("cannot resolve"),
+                "{raw}: {err}"
+            );
+        }
+        // The ordinary connector reaches the same loopback receiver.
+        let url = WebhookUrl::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let accept = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
+        let _ = Connector::default().connect(&url).await;
+        assert!(accept.await.unwrap().is_ok());
+    }
+
     #[tokio::test]
     async fn https_receivers_get_posts_on_one_kept_connection_and_unknown_cas_are_refused() {
         let (port, _, _got) = https_receiver().await;
