@@ -290,7 +290,7 @@ mod tests {
             "http://[::1]:9/".to_owned(),
         ] {
             let url = WebhookUrl::parse(&raw).unwrap();
-            let err = c.connect(&url).await.err().expect(&raw);
+            let err = c.connect(&url).await.expect_err(&raw);
             assert!(
                 err.contains("not a public address") || err.contains("cannot resolve"),
                 "{raw}: {err}"
