@@ -150,14 +150,20 @@ async fn take(
     "ok"
 }
 
-/// The agent answers the next inbound message with `text` in its task (artifact + done).
-async fn agent_answers(node: &TestNode, text: &str) {
-    let m = loop {
-        let (_, got) = node.get("/recv?wait=1&limit=1").await;
-        if let Some(m) = got["messages"].as_array().and_then(|l| l.first()) {
-            break m.clone();
+/// The agent answers the message of `task` with `text` in that task (artifact + done);
+/// other inbound messages are read past.
+async fn agent_answers(node: &TestNode, task: &str, text: &str) {
+    let mut m = None;
+    for _ in 0..30 {
+        let (_, got) = node.get("/recv?wait=1&limit=10").await;
+        m = got["messages"]
+            .as_array()
+            .and_then(|l| l.iter().find(|m| m["task_id"] == task).cloned());
+        if m.is_some() {
+            break;
         }
-    };
+    }
+    let m = m.expect("the task's message reaches the inbox within 30 s");
     let (status, r) = node
         .post(
             "/message:send",
@@ -306,7 +312,7 @@ async fn push_configs_get_the_tasks_updates_and_belong_to_their_caller() {
     assert_eq!(status, 404);
 
     // The agent answers: every receiver gets the artifact and the final state.
-    agent_answers(&node, "pong").await;
+    agent_answers(&node, &task, "pong").await;
     let done = |p: &[Push]| {
         p.iter().any(|p| {
             p.body["statusUpdate"]["status"]["state"] == "TASK_STATE_COMPLETED"
@@ -543,4 +549,104 @@ async fn bad_push_configs_get_a2a_errors_never_a_5xx() {
     )
     .await;
     assert_eq!(r["error"]["code"], -32602, "{r}");
+}
+
+/// The official Python client creates, reads, lists and deletes a config over both
+/// bindings (skipped without Python outside CI, a failure on CI).
+#[tokio::test]
+async fn the_official_python_client_manages_push_configs() {
+    let Some(python) = common::python_a2a::a2a_python() else {
+        return;
+    };
+    let script = common::python_a2a::a2a_script("push_configs.py");
+    let lab = Lab::new();
+    let node = a2a_node(&lab, "pypush").await;
+    let (_, base) = Receiver::start().await;
+    for (i, binding) in ["JSONRPC", "HTTP+JSON"].into_iter().enumerate() {
+        let (_, r) = new_task(&node, ALICE, &format!("py{i}"), json!({})).await;
+        let task = r["result"]["task"]["id"].as_str().unwrap().to_owned();
+        let url = format!("{base}/py");
+        let out = tokio::time::timeout(
+            Duration::from_secs(120),
+            tokio::process::Command::new(&python)
+                .arg(&script)
+                .args([&node.url, ALICE, binding, &task, &url])
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("the script ends")
+        .expect("python runs");
+        assert!(
+            out.status.success(),
+            "{binding}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+        assert_eq!(got["created"]["id"], "py", "{binding}: {got}");
+        assert_eq!(got["created"]["taskId"], task.as_str(), "{got}");
+        assert_eq!(got["got"]["url"], url.as_str(), "{got}");
+        assert_eq!(
+            got["got"]["authentication"]["credentials"], "py-cred",
+            "{got}"
+        );
+        assert_eq!(got["listed"], json!(["py"]), "{got}");
+        assert_eq!(got["after_delete"], json!([]), "{got}");
+    }
+
+    // What the node POSTs parses as the SDK's StreamResponse, unknown fields refused.
+    let (rx, base) = Receiver::start().await;
+    let (_, r) = new_task(
+        &node,
+        ALICE,
+        "py-parse",
+        json!({"taskPushNotificationConfig": {"url": format!("{base}/parse")}}),
+    )
+    .await;
+    let task = r["result"]["task"]["id"]
+        .as_str()
+        .expect("a task")
+        .to_owned();
+    agent_answers(&node, &task, "parsed pong").await;
+    eventually(20, "the final state is pushed", || {
+        let rx = rx.clone();
+        async move {
+            rx.at("parse")
+                .iter()
+                .any(|p| p.body["statusUpdate"]["status"]["state"] == "TASK_STATE_COMPLETED")
+        }
+    })
+    .await;
+    let lines: String = rx
+        .at("parse")
+        .iter()
+        .map(|p| format!("{}\n", p.body))
+        .collect();
+    let mut child = tokio::process::Command::new(&python)
+        .arg(common::python_a2a::a2a_script("parse_stream_responses.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python runs");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(lines.as_bytes()).await.unwrap();
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the script ends")
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    let kinds = parsed["kinds"].as_array().unwrap();
+    assert_eq!(kinds[0], "task", "{parsed}");
+    assert!(kinds.contains(&json!("artifact_update")), "{parsed}");
+    assert!(kinds.contains(&json!("status_update")), "{parsed}");
 }
