@@ -172,6 +172,7 @@ impl A2aServer {
         let push = push_config_of(&req)?;
         if let Some(cfg) = &push {
             self.check_push_config(caller, cfg)?;
+            self.push_room(caller)?;
         }
         let (_, task_id, live) = self.accept(caller, &req).await?;
         if let Some(mut cfg) = push {
@@ -199,6 +200,7 @@ impl A2aServer {
         let push = push_config_of(&req)?;
         if let Some(cfg) = &push {
             self.check_push_config(caller, cfg)?;
+            self.push_room(caller)?;
         }
         let (_, task_id, live) = self.accept(caller, &req).await?;
         if let Some(mut cfg) = push {

@@ -237,6 +237,24 @@ impl A2aServer {
         })
     }
 
+    /// Whether the caller may add one more config (checked again when it is added): a
+    /// `SendMessage` whose config would be over the bound is refused before its message
+    /// goes in.
+    pub(super) fn push_room(&self, caller: &A2aCaller) -> Result<(), A2aError> {
+        let peer = self.peer_for(caller);
+        let held: usize = self
+            .push()
+            .lock()
+            .values()
+            .filter(|w| w.peer == peer)
+            .map(|w| w.configs.len())
+            .sum();
+        if held >= MAX_PER_CALLER {
+            return Err(too_many_for_caller());
+        }
+        Ok(())
+    }
+
     /// `CreateTaskPushNotificationConfig` (0.3 `tasks/pushNotificationConfig/set`): adds
     /// or replaces (same id) a config of the caller's task. With `announce`, the task as
     /// it is now is its first notification (a config given with `SendMessage`).
@@ -275,10 +293,7 @@ impl A2aServer {
             )));
         }
         if !replaces && held >= MAX_PER_CALLER {
-            return Err(A2aError::params(format!(
-                "this caller already has {MAX_PER_CALLER} push notification configs, the most it \
-                 takes; delete some first"
-            )));
+            return Err(too_many_for_caller());
         }
         let target = self.node().push_target(url, headers, public_only);
         if announce {
@@ -370,6 +385,13 @@ impl A2aServer {
         }
         Ok(())
     }
+}
+
+fn too_many_for_caller() -> A2aError {
+    A2aError::params(format!(
+        "this caller already has {MAX_PER_CALLER} push notification configs, the most it \
+         takes; delete some first"
+    ))
 }
 
 fn config_not_found(task_id: &str, id: &str) -> A2aError {
