@@ -9,8 +9,11 @@
 //! once per 5 s. Events are not kept for a receiver across a restart; every event carries
 //! its `seq`, so a receiver that missed some reads them back from `GET /stream?since=N`.
 //!
-//! Files: `url` (which URLs are accepted), `post` (one HTTP POST, TLS), `worker` (a
-//! webhook's queue, retries and counters).
+//! The same queue and worker deliver A2A push notifications ([`PushTarget`], one per
+//! config, fed by the A2A server with its task's updates rather than by the dispatcher).
+//!
+//! Files: `url` (which URLs are accepted; which addresses are public), `post` (one HTTP
+//! POST, TLS), `worker` (a webhook's queue, retries and counters).
 
 pub mod post;
 pub mod url;
@@ -224,21 +227,6 @@ impl PushTarget {
     /// Stops delivering; what is still queued is dropped.
     pub fn stop(&self) {
         self.hook.stop.cancel();
-    }
-
-    /// The target's counters, in the shape of `GET /webhooks` entries.
-    pub fn to_json(&self) -> Value {
-        self.hook.to_json()
-    }
-
-    /// What happened to its deliveries: (delivered, failed, dropped).
-    pub fn counts(&self) -> (u64, u64, u64) {
-        let s = &self.hook.stats;
-        (
-            s.delivered.load(Ordering::Relaxed),
-            s.failed.load(Ordering::Relaxed),
-            s.dropped.load(Ordering::Relaxed),
-        )
     }
 }
 
