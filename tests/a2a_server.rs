@@ -599,12 +599,12 @@ async fn bad_input_gets_a2a_errors_never_a_5xx() {
             -32602,
         ),
         (
-            r#"{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"message":{"messageId":"y","role":"ROLE_USER","parts":[{"text":"a"}]},"configuration":{"taskPushNotificationConfig":{"url":"http://x"}}}}"#,
-            -32003,
+            r#"{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"message":{"messageId":"y","role":"ROLE_USER","parts":[{"text":"a"}]},"configuration":{"taskPushNotificationConfig":{"url":"ftp://x"}}}}"#,
+            -32602,
         ),
         (
             r#"{"jsonrpc":"2.0","id":1,"method":"CreateTaskPushNotificationConfig","params":{}}"#,
-            -32003,
+            -32602,
         ),
         (
             r#"{"jsonrpc":"2.0","id":1,"method":"GetExtendedAgentCard"}"#,
@@ -687,8 +687,8 @@ async fn bad_input_gets_a2a_errors_never_a_5xx() {
             reqwest::Method::GET,
             "/a2a/rest/tasks/t/pushNotificationConfigs",
             None,
-            400,
-            "PUSH_NOTIFICATION_NOT_SUPPORTED",
+            404,
+            "TASK_NOT_FOUND",
         ),
         (
             reqwest::Method::GET,

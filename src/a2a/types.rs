@@ -760,7 +760,7 @@ pub struct SendMessageConfiguration {
     /// Media types the client accepts in answers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accepted_output_modes: Vec<String>,
-    /// A push-notification target (not supported by this node's server).
+    /// A push-notification target for the task (a `TaskPushNotificationConfig`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_push_notification_config: Option<Value>,
     /// How many history messages to include in the answer.
@@ -834,6 +834,87 @@ pub struct TaskIdRequest {
     /// Free-form metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,
+}
+
+/// How a push-notification receiver wants the node to authenticate (proto
+/// `AuthenticationInfo`): sent as `Authorization: {scheme} {credentials}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthenticationInfo {
+    /// The HTTP authentication scheme (`Bearer`, `Basic`, …).
+    #[serde(default)]
+    pub scheme: String,
+    /// The credentials of that scheme.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credentials: String,
+}
+
+/// A push-notification config of a task (proto `TaskPushNotificationConfig`): where the
+/// agent POSTs the task's updates. Also the params of `CreateTaskPushNotificationConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskPushNotificationConfig {
+    /// The tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// The config's id (the task id when the client gives none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// The task.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub task_id: String,
+    /// The receiver's URL.
+    #[serde(default)]
+    pub url: String,
+    /// Sent back as `X-A2A-Notification-Token`, so the receiver knows the notification
+    /// is for it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token: String,
+    /// How to authenticate to the receiver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<AuthenticationInfo>,
+}
+
+/// `GetTaskPushNotificationConfig` / `DeleteTaskPushNotificationConfig` params.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskPushNotificationConfigRequest {
+    /// The tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// The task.
+    pub task_id: String,
+    /// The config.
+    pub id: String,
+}
+
+/// `ListTaskPushNotificationConfigs` params.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListTaskPushNotificationConfigsRequest {
+    /// The tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// The task.
+    pub task_id: String,
+    /// Most configs per page (all of a task's configs fit in one page here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<i32>,
+    /// The page to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_token: Option<String>,
+}
+
+/// `ListTaskPushNotificationConfigs` answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListTaskPushNotificationConfigsResponse {
+    /// The task's configs.
+    #[serde(default)]
+    pub configs: Vec<TaskPushNotificationConfig>,
+    /// Empty: there is no next page.
+    #[serde(default)]
+    pub next_page_token: String,
 }
 
 /// `ListTasks` params (proto `ListTasksRequest`).

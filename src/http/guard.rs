@@ -386,6 +386,10 @@ fn credential(guard: &Guard, req: &Request) -> Result<Credential, bool> {
 /// as for [`credential`]: `true` when a wrong token was offered.
 fn a2a_credential(guard: &Guard, req: &Request) -> Result<crate::a2a::server::A2aCaller, bool> {
     use crate::a2a::server::A2aCaller;
+    let loopback = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_some_and(|ci| ci.0.ip().to_canonical().is_loopback());
     let bearer = req.headers().get(header::AUTHORIZATION).map(|auth| {
         auth.to_str()
             .ok()
@@ -402,13 +406,13 @@ fn a2a_credential(guard: &Guard, req: &Request) -> Result<crate::a2a::server::A2
             }
         }
         if let Some(name) = found {
-            return Ok(A2aCaller { name });
+            return Ok(A2aCaller { name, loopback });
         }
     }
     if guard.inner.token_digest.is_some() {
         // The API token's holder may do anything, A2A included.
         match credential(guard, req) {
-            Ok(_) => return Ok(A2aCaller::local()),
+            Ok(_) => return Ok(A2aCaller::local(loopback)),
             Err(true) => return Err(true),
             Err(false) => {}
         }
@@ -416,12 +420,8 @@ fn a2a_credential(guard: &Guard, req: &Request) -> Result<crate::a2a::server::A2
     if bearer.is_some() {
         return Err(true);
     }
-    let loopback = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .is_some_and(|ci| ci.0.ip().to_canonical().is_loopback());
     if guard.inner.a2a_open_loopback && loopback {
-        return Ok(A2aCaller::local());
+        return Ok(A2aCaller::local(true));
     }
     Err(false)
 }

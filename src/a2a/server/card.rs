@@ -95,7 +95,7 @@ pub fn build(server: &A2aServer, base: &str) -> AgentCard {
         documentation_url: None,
         capabilities: AgentCapabilities {
             streaming: Some(true),
-            push_notifications: Some(false),
+            push_notifications: Some(true),
             extensions: Vec::new(),
             extended_agent_card: None,
             state_transition_history: None,

@@ -15,8 +15,10 @@ use serde_json::Value;
 use super::convert::A2aError;
 use super::{A2aCaller, A2aServer, sse};
 use crate::a2a::types::{
-    A2aErrorCode, GetTaskRequest, JsonRpcRequest, JsonRpcResponse, ListTasksRequest,
-    ProtocolVersion, SendMessageRequest, SendMessageResponse, TaskIdRequest, VERSION_HEADER, v03,
+    A2aErrorCode, GetTaskRequest, JsonRpcRequest, JsonRpcResponse,
+    ListTaskPushNotificationConfigsRequest, ListTasksRequest, ProtocolVersion, SendMessageRequest,
+    SendMessageResponse, TaskIdRequest, TaskPushNotificationConfig,
+    TaskPushNotificationConfigRequest, VERSION_HEADER, v03,
 };
 
 /// What a method does, and in which version's shapes it answers.
@@ -27,7 +29,10 @@ enum Method {
     List,
     Cancel,
     Subscribe,
-    Push,
+    PushCreate,
+    PushGet,
+    PushList,
+    PushDelete,
     ExtendedCard,
 }
 
@@ -41,10 +46,10 @@ fn method(name: &str) -> Option<(Method, ProtocolVersion)> {
         "ListTasks" => (List, V1_0),
         "CancelTask" => (Cancel, V1_0),
         "SubscribeToTask" => (Subscribe, V1_0),
-        "CreateTaskPushNotificationConfig"
-        | "GetTaskPushNotificationConfig"
-        | "ListTaskPushNotificationConfigs"
-        | "DeleteTaskPushNotificationConfig" => (Push, V1_0),
+        "CreateTaskPushNotificationConfig" => (PushCreate, V1_0),
+        "GetTaskPushNotificationConfig" => (PushGet, V1_0),
+        "ListTaskPushNotificationConfigs" => (PushList, V1_0),
+        "DeleteTaskPushNotificationConfig" => (PushDelete, V1_0),
         "GetExtendedAgentCard" => (ExtendedCard, V1_0),
         "message/send" => (Send, V0_3),
         "message/stream" => (Stream, V0_3),
@@ -52,10 +57,10 @@ fn method(name: &str) -> Option<(Method, ProtocolVersion)> {
         "tasks/list" => (List, V0_3),
         "tasks/cancel" => (Cancel, V0_3),
         "tasks/resubscribe" => (Subscribe, V0_3),
-        "tasks/pushNotificationConfig/set"
-        | "tasks/pushNotificationConfig/get"
-        | "tasks/pushNotificationConfig/list"
-        | "tasks/pushNotificationConfig/delete" => (Push, V0_3),
+        "tasks/pushNotificationConfig/set" => (PushCreate, V0_3),
+        "tasks/pushNotificationConfig/get" => (PushGet, V0_3),
+        "tasks/pushNotificationConfig/list" => (PushList, V0_3),
+        "tasks/pushNotificationConfig/delete" => (PushDelete, V0_3),
         "agent/getAuthenticatedExtendedCard" => (ExtendedCard, V0_3),
         _ => return None,
     })
@@ -155,7 +160,7 @@ pub async fn handle(
     let result: Result<Value, A2aError> = match m {
         Method::Send => match params::<SendMessageRequest>(req.params) {
             Ok(p) => server
-                .send(&caller, p)
+                .send(&caller, p, version)
                 .await
                 .map(|t| SendMessageResponse::Task(t).to_version(version)),
             Err(e) => Err(e),
@@ -163,7 +168,7 @@ pub async fn handle(
         Method::Stream | Method::Subscribe => {
             let rx = match m {
                 Method::Stream => match params::<SendMessageRequest>(req.params) {
-                    Ok(p) => server.send_streaming(&caller, p).await,
+                    Ok(p) => server.send_streaming(&caller, p, version).await,
                     Err(e) => Err(e),
                 },
                 _ => match params::<TaskIdRequest>(req.params) {
@@ -197,10 +202,9 @@ pub async fn handle(
             Ok(p) => server.cancel_task(&caller, &p).await.map(|t| task_json(&t)),
             Err(e) => Err(e),
         },
-        Method::Push => Err(A2aError::new(
-            A2aErrorCode::PushNotificationNotSupported,
-            "push notifications are not supported: stream (SendStreamingMessage) or poll GetTask",
-        )),
+        Method::PushCreate | Method::PushGet | Method::PushList | Method::PushDelete => {
+            push(&server, &caller, m, version, req.params)
+        }
         Method::ExtendedCard => Err(A2aError::new(
             A2aErrorCode::ExtendedAgentCardNotConfigured,
             "this agent has no extended card",
@@ -210,6 +214,75 @@ pub async fn handle(
         Ok(v) => answer(JsonRpcResponse::result(id, v)),
         Err(e) => fail(id, e),
     }
+}
+
+/// The push-notification-config methods, in either version's shapes.
+fn push(
+    server: &A2aServer,
+    caller: &A2aCaller,
+    m: Method,
+    version: ProtocolVersion,
+    p: Option<Value>,
+) -> Result<Value, A2aError> {
+    use super::push::v03 as p03;
+    match (m, version) {
+        (Method::PushCreate, ProtocolVersion::V1_0) => {
+            let cfg = params::<TaskPushNotificationConfig>(p)?;
+            if cfg.task_id.is_empty() {
+                return Err(A2aError::params("taskId is required"));
+            }
+            server
+                .create_push_config(caller, cfg, version, false)
+                .map(|c| to_value(&c))
+        }
+        (Method::PushCreate, _) => {
+            let cfg = p03::set_params(&p.unwrap_or(Value::Null))?;
+            server
+                .create_push_config(caller, cfg, version, false)
+                .map(|c| p03::config_to(&c))
+        }
+        (Method::PushGet, ProtocolVersion::V1_0) => {
+            let r = params::<TaskPushNotificationConfigRequest>(p)?;
+            server
+                .get_push_config(caller, &r.task_id, &r.id)
+                .map(|c| to_value(&c))
+        }
+        (Method::PushGet, _) => {
+            let (task, id) = p03::id_params(&p.unwrap_or(Value::Null))?;
+            server
+                .get_push_config(caller, &task, &id)
+                .map(|c| p03::config_to(&c))
+        }
+        (Method::PushList, ProtocolVersion::V1_0) => {
+            let r = params::<ListTaskPushNotificationConfigsRequest>(p)?;
+            server
+                .list_push_configs(caller, &r.task_id)
+                .map(|l| to_value(&l))
+        }
+        (Method::PushList, _) => {
+            let (task, _) = p03::id_params(&p.unwrap_or(Value::Null))?;
+            server
+                .list_push_configs(caller, &task)
+                .map(|l| Value::Array(l.configs.iter().map(p03::config_to).collect()))
+        }
+        (_, ProtocolVersion::V1_0) => {
+            let r = params::<TaskPushNotificationConfigRequest>(p)?;
+            server
+                .delete_push_config(caller, &r.task_id, &r.id)
+                .map(|()| Value::Null)
+        }
+        _ => {
+            let (task, id) = p03::id_params(&p.unwrap_or(Value::Null))?;
+            server
+                .delete_push_config(caller, &task, &id)
+                .map(|()| Value::Null)
+        }
+    }
+}
+
+/// An answer as JSON.
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

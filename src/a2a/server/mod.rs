@@ -15,12 +15,14 @@
 //!   subscribe), answering A2A types or an [`convert::A2aError`].
 //! - [`jsonrpc`] — the JSON-RPC binding (1.0 and 0.3 method names).
 //! - [`rest`] — the HTTP+JSON binding.
+//! - [`push`] — push-notification configs and their delivery.
 
 pub mod card;
 pub mod convert;
 pub mod jsonrpc;
 pub mod ops;
 mod outbox;
+pub mod push;
 pub mod rest;
 
 use std::collections::HashMap;
@@ -48,13 +50,16 @@ const OUTBOX_CAPACITY: usize = 1024;
 pub struct A2aCaller {
     /// The peer name.
     pub name: String,
+    /// Whether the request came from this machine (it may then name a loopback push URL).
+    pub loopback: bool,
 }
 
 impl A2aCaller {
-    /// The local caller.
-    pub fn local() -> A2aCaller {
+    /// The local caller, from a loopback address or not.
+    pub fn local(loopback: bool) -> A2aCaller {
         A2aCaller {
             name: LOCAL_CALLER.to_owned(),
+            loopback,
         }
     }
 }
@@ -77,6 +82,8 @@ struct State {
     attached: Mutex<HashMap<String, String>>,
     /// Bound of a blocking `SendMessage`.
     wait: Duration,
+    /// Push-notification configs.
+    push: push::Registry,
 }
 
 impl A2aServer {
@@ -88,6 +95,7 @@ impl A2aServer {
                 node,
                 attached: Mutex::new(HashMap::new()),
                 wait,
+                push: push::Registry::default(),
             }),
         }
     }
@@ -149,11 +157,11 @@ pub fn router(node: Node) -> Router {
         )
         .route(
             "/a2a/rest/tasks/{id}/pushNotificationConfigs",
-            any(rest::push_not_supported),
+            get(rest::list_push).post(rest::create_push),
         )
         .route(
             "/a2a/rest/tasks/{id}/pushNotificationConfigs/{config}",
-            any(rest::push_not_supported),
+            get(rest::get_push).delete(rest::delete_push),
         )
         .route("/a2a/rest/extendedAgentCard", get(rest::extended_card))
         .route("/a2a/rest/{*rest}", any(rest::unknown))

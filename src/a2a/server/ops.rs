@@ -11,8 +11,9 @@ use tokio::sync::{broadcast, mpsc};
 use super::convert::{A2aError, artifact_from_acp, part_to_acp, state_from_a2a, task_from_acp};
 use super::{A2aCaller, A2aServer};
 use crate::a2a::types::{
-    A2aErrorCode, GetTaskRequest, ListTasksRequest, ListTasksResponse, SendMessageRequest,
-    StreamResponse, Task, TaskArtifactUpdateEvent, TaskIdRequest, TaskStatusUpdateEvent,
+    A2aErrorCode, GetTaskRequest, ListTasksRequest, ListTasksResponse, ProtocolVersion,
+    SendMessageRequest, StreamResponse, Task, TaskArtifactUpdateEvent, TaskIdRequest,
+    TaskPushNotificationConfig, TaskStatusUpdateEvent,
 };
 use crate::node::events::Event;
 use crate::node::ids::{make_id, now_iso};
@@ -37,7 +38,7 @@ fn settled(t: &AcpTask) -> bool {
 
 impl A2aServer {
     /// The caller's task `id`, or `TaskNotFound` (also for another caller's task).
-    fn own_task(&self, peer: &str, id: &str) -> Result<AcpTask, A2aError> {
+    pub(super) fn own_task(&self, peer: &str, id: &str) -> Result<AcpTask, A2aError> {
         match self.node().task(id) {
             Ok(t) if t.from_peer && t.peer_id.as_deref() == Some(peer) => Ok(t),
             _ => Err(A2aError::task_not_found(id)),
@@ -53,12 +54,6 @@ impl A2aServer {
         req: &SendMessageRequest,
     ) -> Result<(String, String, Live), A2aError> {
         let node = self.node();
-        if req.configuration.as_ref().is_some_and(|c| c.wants_push()) {
-            return Err(A2aError::new(
-                A2aErrorCode::PushNotificationNotSupported,
-                "push notifications are not supported: stream (SendStreamingMessage) or poll GetTask",
-            ));
-        }
         let msg = &req.message;
         if msg.message_id.is_empty() {
             return Err(A2aError::params("message.messageId is required"));
@@ -172,8 +167,18 @@ impl A2aServer {
         &self,
         caller: &A2aCaller,
         req: SendMessageRequest,
+        version: ProtocolVersion,
     ) -> Result<Task, A2aError> {
+        let push = push_config_of(&req)?;
+        if let Some(cfg) = &push {
+            self.check_push_config(caller, cfg)?;
+            self.push_room(caller)?;
+        }
         let (_, task_id, live) = self.accept(caller, &req).await?;
+        if let Some(mut cfg) = push {
+            cfg.task_id = task_id.clone();
+            self.create_push_config(caller, cfg, version, true)?;
+        }
         let config = req.configuration.unwrap_or_default();
         let task = if config.returns_immediately() {
             self.node().task(&task_id)?
@@ -190,8 +195,18 @@ impl A2aServer {
         &self,
         caller: &A2aCaller,
         req: SendMessageRequest,
+        version: ProtocolVersion,
     ) -> Result<mpsc::Receiver<StreamResponse>, A2aError> {
+        let push = push_config_of(&req)?;
+        if let Some(cfg) = &push {
+            self.check_push_config(caller, cfg)?;
+            self.push_room(caller)?;
+        }
         let (_, task_id, live) = self.accept(caller, &req).await?;
+        if let Some(mut cfg) = push {
+            cfg.task_id = task_id.clone();
+            self.create_push_config(caller, cfg, version, true)?;
+        }
         Ok(self.stream_task(task_id, live))
     }
 
@@ -399,6 +414,29 @@ impl A2aServer {
             }
         });
         rx
+    }
+}
+
+/// The push-notification config of a `SendMessage` (1.0 `taskPushNotificationConfig`,
+/// 0.3 `pushNotificationConfig`), parsed before the message goes in so that a malformed one
+/// refuses the message. Its task is the message's, set once known.
+fn push_config_of(
+    req: &SendMessageRequest,
+) -> Result<Option<TaskPushNotificationConfig>, A2aError> {
+    let Some(c) = &req.configuration else {
+        return Ok(None);
+    };
+    match (
+        &c.task_push_notification_config,
+        &c.push_notification_config,
+    ) {
+        (Some(v), _) if !v.is_null() => {
+            serde_json::from_value::<TaskPushNotificationConfig>(v.clone())
+                .map(Some)
+                .map_err(|e| A2aError::params(format!("invalid taskPushNotificationConfig: {e}")))
+        }
+        (_, Some(v)) if !v.is_null() => super::push::v03::config_from("", v).map(Some),
+        _ => Ok(None),
     }
 }
 

@@ -17,7 +17,7 @@ use super::convert::A2aError;
 use super::{A2aCaller, A2aServer, sse};
 use crate::a2a::types::{
     A2aErrorCode, GetTaskRequest, ListTasksRequest, ProtocolVersion, SendMessageRequest,
-    SendMessageResponse, TaskIdRequest, TaskState, VERSION_HEADER,
+    SendMessageResponse, TaskIdRequest, TaskPushNotificationConfig, TaskState, VERSION_HEADER,
 };
 
 fn error(e: A2aError) -> Response {
@@ -62,7 +62,7 @@ pub async fn send(
     let r = async {
         let caller = admit(caller, &headers)?;
         let req: SendMessageRequest = body(&bytes)?;
-        server.send(&caller, req).await
+        server.send(&caller, req, ProtocolVersion::V1_0).await
     }
     .await;
     match r {
@@ -81,7 +81,9 @@ pub async fn stream(
     let r = async {
         let caller = admit(caller, &headers)?;
         let req: SendMessageRequest = body(&bytes)?;
-        server.send_streaming(&caller, req).await
+        server
+            .send_streaming(&caller, req, ProtocolVersion::V1_0)
+            .await
     }
     .await;
     match r {
@@ -231,12 +233,64 @@ pub async fn post_spec(
     }
 }
 
-/// `…/pushNotificationConfigs[/…]`: not supported.
-pub async fn push_not_supported() -> Response {
-    error(A2aError::new(
-        A2aErrorCode::PushNotificationNotSupported,
-        "push notifications are not supported: stream (message:stream) or poll GET /tasks/{id}",
-    ))
+/// `POST /a2a/rest/tasks/{id}/pushNotificationConfigs`: CreateTaskPushNotificationConfig
+/// (the task is the path's).
+pub async fn create_push(
+    State(server): State<A2aServer>,
+    caller: Option<Extension<A2aCaller>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    let r = (|| {
+        let caller = admit(caller, &headers)?;
+        let mut cfg: TaskPushNotificationConfig = body(&bytes)?;
+        cfg.task_id = id;
+        server.create_push_config(&caller, cfg, ProtocolVersion::V1_0, false)
+    })();
+    match r {
+        Ok(c) => ok(serde_json::to_value(&c).unwrap_or(Value::Null)),
+        Err(e) => error(e),
+    }
+}
+
+/// `GET /a2a/rest/tasks/{id}/pushNotificationConfigs`: ListTaskPushNotificationConfigs.
+pub async fn list_push(
+    State(server): State<A2aServer>,
+    caller: Option<Extension<A2aCaller>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    match admit(caller, &headers).and_then(|c| server.list_push_configs(&c, &id)) {
+        Ok(l) => ok(serde_json::to_value(&l).unwrap_or(Value::Null)),
+        Err(e) => error(e),
+    }
+}
+
+/// `GET /a2a/rest/tasks/{id}/pushNotificationConfigs/{config}`.
+pub async fn get_push(
+    State(server): State<A2aServer>,
+    caller: Option<Extension<A2aCaller>>,
+    headers: HeaderMap,
+    Path((id, config)): Path<(String, String)>,
+) -> Response {
+    match admit(caller, &headers).and_then(|c| server.get_push_config(&c, &id, &config)) {
+        Ok(c) => ok(serde_json::to_value(&c).unwrap_or(Value::Null)),
+        Err(e) => error(e),
+    }
+}
+
+/// `DELETE /a2a/rest/tasks/{id}/pushNotificationConfigs/{config}`: answers `{}`.
+pub async fn delete_push(
+    State(server): State<A2aServer>,
+    caller: Option<Extension<A2aCaller>>,
+    headers: HeaderMap,
+    Path((id, config)): Path<(String, String)>,
+) -> Response {
+    match admit(caller, &headers).and_then(|c| server.delete_push_config(&c, &id, &config)) {
+        Ok(()) => ok(serde_json::json!({})),
+        Err(e) => error(e),
+    }
 }
 
 /// `GET /a2a/rest/extendedAgentCard`: there is none.

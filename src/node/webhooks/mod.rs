@@ -9,8 +9,11 @@
 //! once per 5 s. Events are not kept for a receiver across a restart; every event carries
 //! its `seq`, so a receiver that missed some reads them back from `GET /stream?since=N`.
 //!
-//! Files: `url` (which URLs are accepted), `post` (one HTTP POST, TLS), `worker` (a
-//! webhook's queue, retries and counters).
+//! The same queue and worker deliver A2A push notifications ([`PushTarget`], one per
+//! config, fed by the A2A server with its task's updates rather than by the dispatcher).
+//!
+//! Files: `url` (which URLs are accepted; which addresses are public), `post` (one HTTP
+//! POST, TLS), `worker` (a webhook's queue, retries and counters).
 
 pub mod post;
 pub mod url;
@@ -95,6 +98,11 @@ pub(crate) struct Hook {
     stats: Stats,
     /// Cancelled when the webhook is deregistered (a child of the node's shutdown).
     stop: CancellationToken,
+    /// Headers sent with every delivery besides the node's own (an A2A push config's
+    /// token and `Authorization`).
+    extra_headers: Vec<(&'static str, String)>,
+    /// Whether this target may only be reached on public addresses.
+    public_only: bool,
 }
 
 impl Hook {
@@ -111,6 +119,8 @@ impl Hook {
             max_bytes: settings.queue_bytes,
             stats: Stats::default(),
             stop: CancellationToken::new(),
+            extra_headers: Vec::new(),
+            public_only: false,
         }
     }
 
@@ -189,7 +199,35 @@ pub struct Webhooks {
     /// reads the event broadcast for webhooks at all).
     dispatcher: Mutex<Option<CancellationToken>>,
     connector: Arc<Connector>,
+    /// The connector of targets a remote caller named (public addresses only).
+    public_connector: Arc<Connector>,
     settings: Settings,
+}
+
+/// A delivery target outside the registry: an A2A push-notification config. It has its
+/// own bounded queue and worker and the same timeout, retries, backoff, signing and
+/// counters as a registered webhook (one worker serves both), but gets only what its owner
+/// offers it, not the event broadcast. Stopped with [`PushTarget::stop`] (or when the node
+/// stops).
+pub struct PushTarget {
+    hook: Arc<Hook>,
+}
+
+impl PushTarget {
+    /// Queues one JSON body for delivery (dropped, and counted, when the queue is full).
+    pub fn offer(&self, kind: &str, json: String) {
+        self.hook.offer(&Arc::new(Event {
+            seq: 0,
+            kind: kind.to_owned(),
+            body: Value::Null,
+            json: json.into(),
+        }));
+    }
+
+    /// Stops delivering; what is still queued is dropped.
+    pub fn stop(&self) {
+        self.hook.stop.cancel();
+    }
 }
 
 impl Webhooks {
@@ -213,6 +251,7 @@ impl Webhooks {
             hooks: Mutex::new(hooks),
             dispatcher: Mutex::new(None),
             connector: Arc::new(Connector::default()),
+            public_connector: Arc::new(Connector::public_only()),
             settings,
         }
     }
@@ -343,12 +382,33 @@ impl Node {
         let webhooks = &self.inner.webhooks;
         let job = worker::Worker {
             hook: hook.clone(),
-            connector: webhooks.connector.clone(),
+            connector: if hook.public_only {
+                webhooks.public_connector.clone()
+            } else {
+                webhooks.connector.clone()
+            },
             signer: self.signer().cloned(),
             settings: webhooks.settings,
             shutdown: self.shutdown_token(),
         };
         self.background().spawn(job.run(rx));
+    }
+
+    /// A push target delivering to `url` with `headers` added to the node's own; with
+    /// `public_only`, only public addresses are connected to (checked at each connection).
+    /// Its worker runs until [`PushTarget::stop`] or the node stops.
+    pub fn push_target(
+        &self,
+        url: WebhookUrl,
+        headers: Vec<(&'static str, String)>,
+        public_only: bool,
+    ) -> PushTarget {
+        let mut hook = Hook::new(url, ids::now_iso(), &self.inner.webhooks.settings);
+        hook.extra_headers = headers;
+        hook.public_only = public_only;
+        let hook = Arc::new(hook);
+        self.spawn_webhook_worker(&hook);
+        PushTarget { hook }
     }
 
     /// `POST /webhooks/register`: adds `url` (idempotent), persisted before the answer.

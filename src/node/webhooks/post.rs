@@ -30,6 +30,10 @@ pub struct Connector {
     tls: OnceLock<Arc<rustls::ClientConfig>>,
     /// Extra roots trusted besides the webpki ones (tests: a receiver with its own CA).
     extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// Refuse to connect to any address that is not public (A2A push targets named by a
+    /// remote caller): checked on the resolved addresses at each connection, so a name
+    /// that later resolves to a private address is refused too.
+    public_only: bool,
 }
 
 /// What a receiver answered.
@@ -45,6 +49,15 @@ impl Connector {
         Connector {
             tls: OnceLock::new(),
             extra_roots: roots,
+            public_only: false,
+        }
+    }
+
+    /// A connector that connects only to public addresses (see [`super::url::is_public`]).
+    pub fn public_only() -> Connector {
+        Connector {
+            public_only: true,
+            ..Connector::default()
         }
     }
 
@@ -73,9 +86,23 @@ impl Connector {
     pub async fn connect(&self, url: &WebhookUrl) -> Result<Connection, String> {
         let port = url.port();
         let target = url.target();
-        let tcp = match &target {
-            Target::Ip(ip) => TcpStream::connect((*ip, port)).await,
-            Target::Name(name) => TcpStream::connect((name.as_str(), port)).await,
+        let tcp = if self.public_only {
+            let addrs: Vec<std::net::SocketAddr> = match &target {
+                Target::Ip(ip) => vec![(*ip, port).into()],
+                Target::Name(name) => tokio::net::lookup_host((name.as_str(), port))
+                    .await
+                    .map_err(|e| format!("cannot resolve: {e}"))?
+                    .collect(),
+            };
+            if let Some(bad) = addrs.iter().find(|a| !super::url::is_public(a.ip())) {
+                return Err(format!("refused: {} is not a public address", bad.ip()));
+            }
+            TcpStream::connect(&addrs[..]).await
+        } else {
+            match &target {
+                Target::Ip(ip) => TcpStream::connect((*ip, port)).await,
+                Target::Name(name) => TcpStream::connect((name.as_str(), port)).await,
+            }
         }
         .map_err(|e| format!("cannot connect: {e}"))?;
         let _ = tcp.set_nodelay(true);
@@ -247,6 +274,33 @@ mod tests {
             }
         });
         (port, cert, rx)
+    }
+
+    /// A public-only connector refuses a loopback or private target before connecting,
+    /// given as an address or as a name that resolves to one (`localhost`).
+    #[tokio::test]
+    async fn a_public_only_connector_refuses_non_public_targets() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let c = Connector::public_only();
+        for raw in [
+            format!("http://127.0.0.1:{port}/"),
+            format!("http://localhost:{port}/"),
+            "http://10.0.0.1:9/".to_owned(),
+            "http://[::1]:9/".to_owned(),
+        ] {
+            let url = WebhookUrl::parse(&raw).unwrap();
+            let err = c.connect(&url).await.expect_err(&raw);
+            assert!(
+                err.contains("not a public address") || err.contains("cannot resolve"),
+                "{raw}: {err}"
+            );
+        }
+        // The ordinary connector reaches the same loopback receiver.
+        let url = WebhookUrl::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let accept = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
+        let _ = Connector::default().connect(&url).await;
+        assert!(accept.await.unwrap().is_ok());
     }
 
     #[tokio::test]

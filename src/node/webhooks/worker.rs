@@ -63,6 +63,7 @@ impl Worker {
             ("x-acp-event", event.kind.clone()),
             ("x-acp-delivery", ids::make_id("dlv")),
         ];
+        headers.extend(self.hook.extra_headers.iter().cloned());
         if let Some(signer) = &self.signer {
             headers.push((
                 "x-acp-signature",
