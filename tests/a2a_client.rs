@@ -484,45 +484,124 @@ async fn bad_agent_urls_and_cards_get_a_clear_400() {
     client.cancel().await.ok();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn our_client_talks_to_our_own_a2a_server() {
-    const BOB: &str = "bob-token-0123456789abcdef";
-    let lab = Lab::new();
-    let mut cfg = lab.config("server");
-    cfg.a2a_tokens = vec![acp_relay::config::A2aCredential::parse(&format!("bob={BOB}")).unwrap()];
-    let server = common::start_with(cfg).await;
-    let client = lab.start("client").await;
+/// The token of the A2A caller `bob` on the server node of the own-server tests.
+const BOB: &str = "bob-token-0123456789abcdef";
 
+/// Serves on loopback the server node's agent card edited by `edit` (fetched with `bob`'s
+/// token), so that the client reads a card offering only some of the server's interfaces;
+/// its interface URLs still point at the server itself. Returns the card's base URL.
+async fn edited_card(server: &TestNode, edit: fn(&mut Value)) -> String {
+    let mut card: Value = server
+        .http
+        .get(format!("{}/.well-known/agent-card.json", server.url))
+        .bearer_auth(BOB)
+        .send()
+        .await
+        .expect("GET the card")
+        .json()
+        .await
+        .expect("a JSON card");
+    edit(&mut card);
+    let app = axum::Router::new().route(
+        "/.well-known/agent-card.json",
+        axum::routing::get(move || {
+            let card = card.clone();
+            async move { axum::Json(card) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// Keeps only the card's 1.0 interfaces of `binding` (and drops the 0.3 fields).
+fn only_binding(card: &mut Value, binding: &str) {
+    if let Some(list) = card["supportedInterfaces"].as_array_mut() {
+        list.retain(|i| i["protocolBinding"] == binding && i["protocolVersion"] == "1.0");
+    }
+    if let Some(obj) = card.as_object_mut() {
+        for legacy in ["url", "preferredTransport", "additionalInterfaces"] {
+            obj.remove(legacy);
+        }
+    }
+}
+
+fn no_streaming(card: &mut Value) {
+    card["capabilities"]["streaming"] = json!(false);
+}
+
+/// acp-relay's A2A client sends to acp-relay's A2A server, found at `card_url`, over the
+/// interface that card leaves (`binding`, `streaming`), and gets the answer the server's
+/// agent wrote with MCP `acp_send`.
+async fn round_trip_to_our_own_server(
+    lab: &Lab,
+    server: &TestNode,
+    card_url: &str,
+    binding: &str,
+    streaming: bool,
+) {
+    let client = lab
+        .start(&format!("client-{}-{streaming}", binding.replace('+', "")))
+        .await;
     let (status, r) = client
         .post(
             "/peers/connect",
-            json!({"link": server.url, "bearer_token": BOB}),
+            json!({"link": card_url, "bearer_token": BOB}),
         )
         .await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["interface"]["protocol_version"], "1.0", "{r}");
+    assert_eq!(r["interface"]["protocol_binding"], binding, "{r}");
+    let card_streams = peer(&client, r["peer_id"].as_str().unwrap()).await["agent_card"]["capabilities"]
+        ["streaming"]
+        == true;
+    assert_eq!(card_streams, streaming, "the card the client read");
     let peer_id = r["peer_id"].as_str().unwrap().to_owned();
     eventually(10, "attached to our own server", || async {
         peer(&client, &peer_id).await["connected"] == true
     })
     .await;
-    client
-        .send_text("ping over A2A", json!({"peer_id": peer_id}))
-        .await;
+    let ping = format!("ping over {binding}, streaming {streaming}");
+    let pong = format!("pong over {binding}, streaming {streaming}");
+    client.send_text(&ping, json!({"peer_id": peer_id})).await;
 
     // On the server node the message is in the inbox, from the A2A caller `bob`; its agent
     // answers with acp_send in the message's task.
-    let server_mcp = mcp(&server).await;
-    let got = receive_until(&server_mcp, "ping over A2A").await;
+    let server_mcp = mcp(server).await;
+    let got = receive_until(&server_mcp, &ping).await;
     ok(
         &server_mcp,
         "acp_send",
-        json!({"peer": "bob", "task_id": got["task_id"], "text": "pong over A2A"}),
+        json!({"peer": "bob", "task_id": got["task_id"], "text": pong}),
     )
     .await;
     let client_mcp = mcp(&client).await;
-    let answer = receive_until(&client_mcp, "pong over A2A").await;
+    let answer = receive_until(&client_mcp, &pong).await;
     assert_eq!(answer["peer_id"], peer_id.as_str(), "{answer}");
     server_mcp.cancel().await.ok();
     client_mcp.cancel().await.ok();
+    client.stop().await;
+}
+
+/// Both bindings, streaming and not: the server's own card (JSON-RPC, streaming), and cards
+/// edited to leave JSON-RPC without streaming and HTTP+JSON with and without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_client_talks_to_our_own_a2a_server() {
+    let lab = Lab::new();
+    let mut cfg = lab.config("server");
+    cfg.a2a_tokens = vec![acp_relay::config::A2aCredential::parse(&format!("bob={BOB}")).unwrap()];
+    let server = common::start_with(cfg).await;
+
+    round_trip_to_our_own_server(&lab, &server, &server.url, "JSONRPC", true).await;
+    let url = edited_card(&server, no_streaming).await;
+    round_trip_to_our_own_server(&lab, &server, &url, "JSONRPC", false).await;
+    let url = edited_card(&server, |c| only_binding(c, "HTTP+JSON")).await;
+    round_trip_to_our_own_server(&lab, &server, &url, "HTTP+JSON", true).await;
+    let url = edited_card(&server, |c| {
+        only_binding(c, "HTTP+JSON");
+        no_streaming(c);
+    })
+    .await;
+    round_trip_to_our_own_server(&lab, &server, &url, "HTTP+JSON", false).await;
 }

@@ -202,20 +202,23 @@ async fn a_full_disk_at_the_sender_refuses_sends_and_resumes() {
         .post("/tasks", json!({"role": "user", "text": "t"}))
         .await;
     assert_eq!(status, 507, "task writes are refused too: {task}");
-    // A retention change (what a user reaches for now) applies, and says it is not saved.
+    // A retention change (what a user reaches for now) applies. Whether its one small row
+    // still fits depends on the free pages SQLite has left; when it does not, the answer
+    // says so.
     let (status, ret) = sender
         .request(
             reqwest::Method::PATCH,
             "/retention",
-            Some(json!({"retain_days": 30})),
+            Some(json!({"retain_days": 29})),
         )
         .await;
     assert_eq!(status, 200, "{ret}");
-    assert_eq!(ret["saved"], false, "{ret}");
+    assert_eq!(ret["retain_days"], 29, "{ret}");
     assert!(
-        ret["warning"]
-            .as_str()
-            .is_some_and(|w| w.contains("until the node stops")),
+        ret["saved"] == true
+            || ret["warning"]
+                .as_str()
+                .is_some_and(|w| w.contains("until the node stops")),
         "{ret}"
     );
 

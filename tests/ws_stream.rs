@@ -16,9 +16,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// The next event frame, checked for the reference's shape.
 async fn next_event(ws: &mut Ws) -> Value {
-    let frame = ws_next_json(ws, 10)
+    // Generous: a loaded machine may take a while to replay thousands of events.
+    let frame = ws_next_json(ws, 60)
         .await
-        .expect("an event frame within 10 s");
+        .expect("an event frame within 60 s");
     assert!(
         frame["event"]
             .as_str()
