@@ -12,6 +12,7 @@ use std::time::Duration;
 use acp_relay::config::A2aCredential;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use common::a2a::{a2a_message as message, a2a_request, a2a_rpc as rpc};
 use common::{Lab, TestNode, eventually, start_with};
 use serde_json::{Value, json};
 
@@ -28,20 +29,6 @@ async fn a2a_node(lab: &Lab, name: &str) -> TestNode {
     start_with(cfg).await
 }
 
-/// A JSON-RPC call with `token`: (HTTP status, body).
-async fn rpc(node: &TestNode, token: &str, method: &str, params: Value) -> (u16, Value) {
-    let resp = node
-        .http
-        .post(format!("{}/a2a/jsonrpc", node.url))
-        .bearer_auth(token)
-        .header("A2A-Version", "1.0")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-        .send()
-        .await
-        .expect("POST /a2a/jsonrpc");
-    split(resp).await
-}
-
 /// A REST call with `token`.
 async fn rest(
     node: &TestNode,
@@ -50,30 +37,7 @@ async fn rest(
     path: &str,
     body: Option<&str>,
 ) -> (u16, Value) {
-    let mut req = node
-        .http
-        .request(method, format!("{}/a2a/rest{path}", node.url))
-        .bearer_auth(token)
-        .header("A2A-Version", "1.0");
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_owned());
-    }
-    split(req.send().await.expect("request")).await
-}
-
-async fn split(resp: reqwest::Response) -> (u16, Value) {
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-fn message(id: &str, text: &str) -> Value {
-    json!({"messageId": id, "role": "ROLE_USER", "parts": [{"text": text}]})
+    a2a_request(node, token, method, &format!("/a2a/rest{path}"), body).await
 }
 
 /// A task of `token`'s caller, started and left to the agent (answered at once).

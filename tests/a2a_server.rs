@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use acp_relay::config::A2aCredential;
+use common::a2a::{a2a_message as message, a2a_request, a2a_rpc, status_and_body as split};
 use common::{Lab, TestNode, start_with};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -26,16 +27,7 @@ async fn a2a_node(lab: &Lab, name: &str, wait: Duration) -> TestNode {
 
 /// A JSON-RPC call as `alice`: (HTTP status, body).
 async fn rpc(node: &TestNode, method: &str, params: Value) -> (u16, Value) {
-    let resp = node
-        .http
-        .post(format!("{}/a2a/jsonrpc", node.url))
-        .bearer_auth(ALICE)
-        .header("A2A-Version", "1.0")
-        .json(&json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}))
-        .send()
-        .await
-        .expect("POST /a2a/jsonrpc");
-    split(resp).await
+    a2a_rpc(node, ALICE, method, params).await
 }
 
 /// A raw request as `alice` (any body, any method).
@@ -45,26 +37,7 @@ async fn raw(
     path: &str,
     body: Option<&str>,
 ) -> (u16, Value) {
-    let mut req = node
-        .http
-        .request(method, format!("{}{}", node.url, path))
-        .bearer_auth(ALICE)
-        .header("A2A-Version", "1.0");
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_owned());
-    }
-    split(req.send().await.expect("request")).await
-}
-
-async fn split(resp: reqwest::Response) -> (u16, Value) {
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    a2a_request(node, ALICE, method, path, body).await
 }
 
 /// The items of an SSE answer, until the server ends it (bounded).
@@ -140,10 +113,6 @@ fn answer_next(node: &TestNode, text: &'static str) -> tokio::task::JoinHandle<V
         assert_eq!(resp["ok"], true, "{resp}");
         m
     })
-}
-
-fn message(id: &str, text: &str) -> Value {
-    json!({"messageId": id, "role": "ROLE_USER", "parts": [{"text": text}]})
 }
 
 #[tokio::test]

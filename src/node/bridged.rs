@@ -81,20 +81,9 @@ impl Node {
                     agent_name,
                     link: Some(url.to_owned()),
                     dialed: true,
-                    connected_at: None,
-                    disconnected_at: None,
-                    messages_sent: 0,
-                    messages_received: 0,
                     agent_card: Some(card),
-                    remote_address: None,
-                    removed: false,
-                    acked_seq: 0,
-                    ack_since: 0,
-                    pinned_key: None,
-                    pinned_at: None,
-                    key_change: None,
                     kind,
-                    link_key_waived: false,
+                    ..Default::default()
                 };
                 peers.peers.insert(id.clone(), Peer::new(record));
                 (id, true)
@@ -167,19 +156,7 @@ impl Node {
     /// stamped with this node's HMAC first: the bridge is part of this node, and the agent's
     /// authenticity is the HTTPS connection's, not the frame's.
     pub fn on_bridged_frame(&self, peer_id: &str, mut frame: Map<String, Value>) -> FrameOutcome {
-        if let Some(signer) = self.signer() {
-            let id = frame
-                .get("message_id")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            let ts = frame
-                .get("ts")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            frame.insert("sig".into(), json!(signer.sign(&id, &ts)));
-        }
+        self.stamp_hmac(&mut frame);
         self.on_frame(peer_id, &Value::Object(frame).to_string())
     }
 
@@ -294,22 +271,9 @@ impl Node {
                         id: id.clone(),
                         name: name.to_owned(),
                         agent_name: Some(name.to_owned()),
-                        link: None,
-                        dialed: false,
-                        connected_at: None,
-                        disconnected_at: None,
-                        messages_sent: 0,
-                        messages_received: 0,
                         agent_card: Some(card),
-                        remote_address: None,
-                        removed: false,
-                        acked_seq: 0,
-                        ack_since: 0,
-                        pinned_key: None,
-                        pinned_at: None,
-                        key_change: None,
                         kind,
-                        link_key_waived: false,
+                        ..Default::default()
                     };
                     peers.peers.insert(id.clone(), Peer::new(record));
                     id

@@ -207,23 +207,27 @@ impl Node {
         })
     }
 
+    /// Puts this node's HMAC (`sig`, over `message_id` and `ts`) on a frame when a secret is
+    /// configured: what peers sharing the secret check.
+    pub(crate) fn stamp_hmac(&self, frame: &mut Map<String, Value>) {
+        if let Some(signer) = self.signer() {
+            let text = |k: &str| {
+                frame
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let (id, ts) = (text("message_id"), text("ts"));
+            frame.insert("sig".into(), Value::from(signer.sign(&id, &ts)));
+        }
+    }
+
     /// Signs a frame in place: HMAC (`sig`) when a secret is configured, then the Ed25519
     /// `identity` block over the frame including `sig` (the reference's order), unless
     /// `--no-sign-frames`.
     pub(crate) fn sign_frame(&self, frame: &mut Map<String, Value>) {
-        if let Some(signer) = self.signer() {
-            let id = frame
-                .get("message_id")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            let ts = frame
-                .get("ts")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            frame.insert("sig".into(), Value::from(signer.sign(&id, &ts)));
-        }
+        self.stamp_hmac(frame);
         if self.inner.config.sign_frames {
             self.inner.identity.sign_frame(frame);
         }
@@ -1074,22 +1078,8 @@ impl Node {
                         id: id.clone(),
                         name: agent_name.map_or_else(|| id.clone(), str::to_owned),
                         agent_name: agent_name.map(str::to_owned),
-                        link: None,
-                        dialed: false,
-                        connected_at: None,
-                        disconnected_at: None,
-                        messages_sent: 0,
-                        messages_received: 0,
                         agent_card: card,
-                        remote_address: None,
-                        removed: false,
-                        acked_seq: 0,
-                        ack_since: 0,
-                        pinned_key: None,
-                        pinned_at: None,
-                        key_change: None,
-                        kind: Default::default(),
-                        link_key_waived: false,
+                        ..Default::default()
                     };
                     peers
                         .peers

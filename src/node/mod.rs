@@ -675,23 +675,9 @@ impl Node {
                 let record = PeerRecord {
                     id: id.clone(),
                     name: name.map_or_else(|| id.clone(), str::to_owned),
-                    agent_name: None,
                     link: Some(canonical.clone()),
                     dialed: true,
-                    connected_at: None,
-                    disconnected_at: None,
-                    messages_sent: 0,
-                    messages_received: 0,
-                    agent_card: None,
-                    remote_address: None,
-                    removed: false,
-                    acked_seq: 0,
-                    ack_since: 0,
-                    pinned_key: None,
-                    pinned_at: None,
-                    key_change: None,
-                    kind: Default::default(),
-                    link_key_waived: false,
+                    ..Default::default()
                 };
                 let display = record.name.clone();
                 peers.peers.insert(id.clone(), Peer::new(record));

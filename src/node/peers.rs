@@ -70,8 +70,9 @@ impl PeerKind {
     }
 }
 
-/// The durable part of a peer entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The durable part of a peer entry. `Default` is a blank record, for building new entries
+/// with struct update syntax (`..Default::default()`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PeerRecord {
     /// Local id: `peer_001`, `peer_002`, … in registration order.
     pub id: String,

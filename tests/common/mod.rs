@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod a2a;
 pub mod python_a2a;
 
 use std::path::{Path, PathBuf};
