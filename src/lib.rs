@@ -33,6 +33,8 @@
 //!   node, lists the nodes that announce themselves (`/discover`, `acp_peers`).
 //! - [`relay`] — `acp-relay relay`, the relay server for nodes behind NAT (iroh-relay).
 //! - [`ports`] — the ports a node that had to move remembers, so its link stays the same.
+//! - [`private_file`] — how files only their owner may read are written (token, key,
+//!   credentials, backups).
 //! - [`store_tools`] — `acp-relay backup | export | restore`: a consistent copy of a running
 //!   node's store, its messages and tasks as JSON lines or Markdown, a backup put back into
 //!   an empty data dir with every id kept.
@@ -50,6 +52,7 @@ pub mod lan;
 pub mod mcp;
 pub mod node;
 pub mod ports;
+pub mod private_file;
 pub mod relay;
 pub mod server;
 pub mod store_tools;

@@ -28,17 +28,7 @@ pub fn publish(data_dir: &Path, token: Option<&str>) -> std::io::Result<()> {
             other => other,
         };
     };
-    let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(&tmp)?;
-    f.write_all(token.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &target)
+    crate::private_file::write_atomically(&target, format!("{token}\n").as_bytes())
 }
 
 /// Reads a token file: its first line, trimmed. `Ok(None)` when there is no such file.

@@ -272,12 +272,7 @@ pub fn temp_beside(target: &Path) -> PathBuf {
 /// Creates a new, empty file only its owner can read: a backup or an export holds every
 /// message and the link token, like the data dir (0700) it comes from.
 pub fn create_private_file(path: &Path) -> Result<std::fs::File, ToolError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(path)
+    crate::private_file::create_new(path)
         .map_err(|e| ToolError(format!("cannot create {}: {e}", path.display())))
 }
 

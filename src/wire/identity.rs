@@ -135,19 +135,8 @@ impl Identity {
             created_at: &now,
         })
         .map_err(|e| e.to_string())?;
-        let tmp = path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts.open(&tmp)?;
-            f.write_all(body.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| format!("cannot write identity file {}: {e}", path.display()))
+        crate::private_file::write_atomically(path, body.as_bytes())
+            .map_err(|e| format!("cannot write identity file {}: {e}", path.display()))
     }
 
     /// The secret key's bytes: the same key is the node's iroh (QUIC) identity, so a peer

@@ -67,16 +67,7 @@ pub fn store(
         }
     }
     let text = serde_json::to_vec_pretty(&all).map_err(std::io::Error::other)?;
-    let tmp = data_dir.join(format!("{FILE_NAME}.tmp"));
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(&tmp)?;
-    f.write_all(&text)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path(data_dir))
+    crate::private_file::write_atomically(&path(data_dir), &text)
 }
 
 #[cfg(test)]
