@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::Rng;
+use rand::RngExt;
 use serde_json::{Value, json};
 
 /// Kill rounds (alternating A and B); bounded so CI stays within minutes.

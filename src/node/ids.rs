@@ -1,7 +1,7 @@
 //! Identifiers and timestamps in the exact textual forms the reference relay puts on the wire,
 //! so peers and clients of the reference can parse ours without special cases.
 
-use rand::Rng;
+use rand::RngExt;
 
 /// Current UTC time as ISO-8601 with microseconds and a trailing `Z`
 /// (`2026-11-25T11:50:00.123456Z`), the reference's `_now()` format.

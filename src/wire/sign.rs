@@ -1,7 +1,7 @@
 //! HMAC-SHA256 frame signing (`--secret`), byte-compatible with the reference:
 //! `sig = hex(HMAC-SHA256(secret, "<message_id>:<ts>"))`, plus the replay window on `ts`.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::node::ids::{now_unix, parse_iso};
