@@ -72,11 +72,15 @@ fn log_filter() -> Targets {
 }
 
 fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(colour_logs())
-        .finish()
+    // The filter is the only level gate: `fmt()`'s own builder would stop everything below
+    // INFO before it.
+    tracing_subscriber::registry()
         .with(log_filter())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(colour_logs()),
+        )
         .init();
 }
 

@@ -57,6 +57,13 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
 
 #[test]
 fn acp_log_sets_levels_per_module() {
+    // Below the default level too: the store logs that it opened at debug.
+    let debug = start_lines("info,acp_relay::node::store=debug");
+    assert!(debug.iter().any(|l| l.contains("store open")), "{debug:?}");
+    assert!(
+        !start_lines("info").iter().any(|l| l.contains("store open")),
+        "debug lines are off by default"
+    );
     // A fresh data dir: the node logs that it created its identity (acp_relay::node), then
     // that it is ready (acp_relay::server).
     let all = start_lines("info");

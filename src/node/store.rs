@@ -712,6 +712,8 @@ impl Store {
         writer_conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // No limit: the checkpointer truncates the WAL when idle (see SHRINK_WHEN_IDLE_FOR).
         writer_conn.pragma_update(None, "journal_size_limit", -1)?;
+        let page_size: i64 = writer_conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        tracing::debug!(path = %path.display(), schema = schema_version(), page_size, "store open");
         let readers = (0..3)
             .map(|_| open_connection(path))
             .collect::<rusqlite::Result<Vec<_>>>()?;
