@@ -59,7 +59,16 @@ mod wrk;
 use std::time::{Duration, Instant};
 
 /// The node binary cargo built for this bench (release settings).
-pub const NODE_BIN: &str = env!("CARGO_BIN_EXE_acp-relay");
+const BUILT_NODE_BIN: &str = env!("CARGO_BIN_EXE_acp-relay");
+/// `--node-bin`: another build of the node to measure instead (the released `dist` binary,
+/// a build with other settings), so two builds are compared by the same bench on the same
+/// machine.
+pub static OTHER_NODE_BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The node binary every phase starts.
+pub fn node_bin() -> &'static str {
+    OTHER_NODE_BIN.get().map_or(BUILT_NODE_BIN, String::as_str)
+}
 /// Linux USER_HZ: the unit of utime/stime in /proc/PID/stat.
 pub const CLK_TCK: f64 = 100.0;
 /// The text of every load message (64 bytes).

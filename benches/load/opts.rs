@@ -56,7 +56,10 @@ pub const USAGE: &str = "usage: cargo bench --bench load -- [options]
                         benches/wrk/send.lua; print both and the ratios
   --wrk-bin PATH        the wrk binary (default: wrk on PATH)
   --node-arg ARG        pass ARG to every node started (repeatable), e.g.
-                        --node-arg --no-sign-frames to measure without frame signatures";
+                        --node-arg --no-sign-frames to measure without frame signatures
+  --node-bin PATH       start the nodes from this binary instead of the one cargo built
+                        for the bench (e.g. target/x86_64-unknown-linux-musl/dist/acp-relay,
+                        the released build), to compare builds on the same machine";
 
 pub fn parse_opts() -> Res<Opts> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -145,6 +148,13 @@ pub fn parse_opts() -> Res<Opts> {
                     .split(',')
                     .map(|s| s.trim().parse::<u32>().map_err(|e| format!("--pids: {e}")))
                     .collect::<Res<Vec<_>>>()?
+            }
+            "--node-bin" => {
+                let path = val()?;
+                if !std::path::Path::new(&path).is_file() {
+                    return Err(format!("--node-bin: no file {path}"));
+                }
+                let _ = crate::OTHER_NODE_BIN.set(path);
             }
             "--node-arg" => {
                 let arg = val()?;

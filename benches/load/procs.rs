@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::http::{HttpConn, addr_of, get_json, get_req};
-use crate::{CLK_TCK, NODE_BIN, Res};
+use crate::{CLK_TCK, Res, node_bin};
 
 /// Resident set size in kB (`VmRSS`).
 pub fn rss_kb(pid: u32) -> u64 {
@@ -208,7 +208,7 @@ pub async fn spawn_node(
     logdir: &Path,
     wait: Duration,
 ) -> Res<Proc> {
-    let mut cmd = tokio::process::Command::new(NODE_BIN);
+    let mut cmd = tokio::process::Command::new(node_bin());
     cmd.args([
         "serve",
         "--name",

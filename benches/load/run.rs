@@ -15,7 +15,7 @@ use crate::scenarios::{
     e2e::e2e_latency, inlet::inlet_throughput, mcp::mcp_latency, peers::many_peers,
     store::store_at_scale,
 };
-use crate::{NODE_BIN, Res};
+use crate::{Res, node_bin};
 
 pub async fn target_mode(o: &Opts) -> Res<Report> {
     let mut r = Report::default();
@@ -104,7 +104,7 @@ pub async fn full_mode(o: &Opts, root: &Path) -> Res<Report> {
         o.duration.as_secs_f64(),
         o.samples,
         o.store_messages,
-        NODE_BIN
+        node_bin()
     ));
 
     let busy0 = machine_busy_secs();
@@ -121,7 +121,7 @@ pub async fn full_mode(o: &Opts, root: &Path) -> Res<Report> {
     ));
     // Load the node binary into the page cache (it may have just been rebuilt), so the
     // first start-up time is not a disk read.
-    let _ = tokio::process::Command::new(NODE_BIN)
+    let _ = tokio::process::Command::new(node_bin())
         .arg("--version")
         .stdout(Stdio::null())
         .status()
