@@ -972,7 +972,14 @@ fn writer_loop(
             let _ = done.send(outcome.clone());
         }
         for (step, done) in prunes {
-            let _ = done.send(run_prune(&mut conn, &step, &stored));
+            // How long each step holds the writer (every send queued behind it waits as
+            // long): `ACP_LOG=info,acp_relay::node::store=debug`.
+            let started = std::time::Instant::now();
+            let out = run_prune(&mut conn, &step, &stored);
+            if let Ok(o) = &out {
+                tracing::debug!(took = ?started.elapsed(), deleted = o.deleted, vacuumed = o.vacuumed, "store: prune step");
+            }
+            let _ = done.send(out);
         }
     }
 }
