@@ -45,15 +45,16 @@ fn owner_only(options: &mut std::fs::OpenOptions) {
 #[cfg(not(unix))]
 fn owner_only(_options: &mut std::fs::OpenOptions) {}
 
+/// A file's permission bits, for the tests of every writer that must leave 0600.
+#[cfg(all(test, unix))]
+pub(crate) fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[cfg(unix)]
-    fn mode(path: &Path) -> u32 {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-    }
 
     #[test]
     fn a_rewrite_replaces_the_whole_file_and_leaves_no_temporary_file() {
@@ -64,7 +65,7 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"short");
         assert!(!temp_path(&path).exists());
         #[cfg(unix)]
-        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode_of(&path), 0o600);
     }
 
     #[cfg(unix)]
@@ -79,7 +80,7 @@ mod tests {
         std::fs::write(temp_path(&path), b"stale").unwrap();
         std::fs::set_permissions(temp_path(&path), std::fs::Permissions::from_mode(0o644)).unwrap();
         write_atomically(&path, b"new").unwrap();
-        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode_of(&path), 0o600);
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
     }
 
@@ -89,7 +90,7 @@ mod tests {
         let path = dir.path().join("backup.db");
         drop(create_new(&path).unwrap());
         #[cfg(unix)]
-        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode_of(&path), 0o600);
         let err = create_new(&path).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
     }

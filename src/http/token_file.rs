@@ -75,14 +75,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         publish(dir.path(), Some("0123456789abcdef")).unwrap();
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path(dir.path()))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        assert_eq!(crate::private_file::mode_of(&path(dir.path())), 0o600);
         assert_eq!(
             read(&path(dir.path()), true).unwrap().as_deref(),
             Some("0123456789abcdef")

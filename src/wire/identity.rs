@@ -604,11 +604,7 @@ mod tests {
         assert!(!created);
         assert_eq!(a.did_acp(), b.did_acp());
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        assert_eq!(crate::private_file::mode_of(&path), 0o600);
         let file: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(file["did"], a.did_key());
         assert_eq!(file["did_acp"], a.did_acp());

@@ -86,14 +86,7 @@ mod tests {
         assert_eq!(load(dir.path(), "peer_002"), None);
         assert!(!format!("{c:?}").contains("s3cret"));
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path(dir.path()))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        assert_eq!(crate::private_file::mode_of(&path(dir.path())), 0o600);
         store(dir.path(), "peer_001", None).unwrap();
         assert_eq!(load(dir.path(), "peer_001"), None);
     }

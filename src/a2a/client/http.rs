@@ -55,12 +55,17 @@ pub async fn request(
 ) -> Result<Answer, Failure> {
     match tokio::time::timeout(limit, exchange(connector, method, url, headers, body)).await {
         Ok(result) => result,
-        Err(_) => Err(Failure::Unreachable(format!(
-            "no answer from {} within {} s",
-            origin(url),
-            limit.as_secs()
-        ))),
+        Err(_) => Err(no_answer(url, limit)),
     }
+}
+
+/// What a request that ran out of time reports.
+fn no_answer(url: &url::Url, limit: Duration) -> Failure {
+    Failure::Unreachable(format!(
+        "no answer from {} within {} s",
+        origin(url),
+        limit.as_secs()
+    ))
 }
 
 /// `scheme://host:port` of a URL, for messages (never its path or query, which may hold a
@@ -91,13 +96,7 @@ pub async fn open(
     limit: Duration,
 ) -> Result<Stream, Failure> {
     let head = tokio::time::timeout(limit, start(connector, method, url, headers, body)).await;
-    let resp = head.map_err(|_| {
-        Failure::Unreachable(format!(
-            "no answer from {} within {} s",
-            origin(url),
-            limit.as_secs()
-        ))
-    })??;
+    let resp = head.map_err(|_| no_answer(url, limit))??;
     let (status, content_type) = head_of(&resp);
     Ok(Stream {
         status,

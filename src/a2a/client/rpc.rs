@@ -274,27 +274,26 @@ impl Agent {
 
     /// `GetTask` / `tasks/get`.
     pub async fn get_task(&self, id: &str) -> Result<Task, CallError> {
-        let v = self
-            .call(
-                ("GetTask", "tasks/get"),
-                (Method::GET, format!("/tasks/{}", segment(id))),
-                json!({"id": id}),
-                QUERY_TIMEOUT,
-            )
-            .await?;
-        serde_json::from_value(v)
-            .map_err(|e| CallError::Refused(format!("the agent answered no task: {e}")))
+        let rest = (Method::GET, format!("/tasks/{}", segment(id)));
+        self.task_call(("GetTask", "tasks/get"), rest, id).await
     }
 
     /// `CancelTask` / `tasks/cancel`.
     pub async fn cancel_task(&self, id: &str) -> Result<Task, CallError> {
+        let rest = (Method::POST, format!("/tasks/{}:cancel", segment(id)));
+        self.task_call(("CancelTask", "tasks/cancel"), rest, id)
+            .await
+    }
+
+    /// A call about one task (by its id) whose answer is that task.
+    async fn task_call(
+        &self,
+        rpc_method: (&str, &str),
+        rest: (Method, String),
+        id: &str,
+    ) -> Result<Task, CallError> {
         let v = self
-            .call(
-                ("CancelTask", "tasks/cancel"),
-                (Method::POST, format!("/tasks/{}:cancel", segment(id))),
-                json!({"id": id}),
-                QUERY_TIMEOUT,
-            )
+            .call(rpc_method, rest, json!({"id": id}), QUERY_TIMEOUT)
             .await?;
         serde_json::from_value(v)
             .map_err(|e| CallError::Refused(format!("the agent answered no task: {e}")))

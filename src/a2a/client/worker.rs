@@ -255,25 +255,13 @@ impl Bridge {
         };
         let str_of = |k: &str| frame.get(k).and_then(Value::as_str).map(str::to_owned);
         match str_of("type").as_deref() {
-            Some("acp.message" | "acp.reply") => {
-                let parts = frame
-                    .get("parts")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                self.send(
-                    &str_of("message_id").unwrap_or_default(),
-                    &parts,
-                    str_of("task_id"),
-                    str_of("context_id"),
-                )
-                .await
-            }
-            Some("task.delegate") => {
-                let parts = frame["payload"]["parts"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
+            Some(kind @ ("acp.message" | "acp.reply" | "task.delegate")) => {
+                let parts = if kind == "task.delegate" {
+                    frame["payload"].get("parts")
+                } else {
+                    frame.get("parts")
+                };
+                let parts = parts.and_then(Value::as_array).cloned().unwrap_or_default();
                 self.send(
                     &str_of("message_id").unwrap_or_default(),
                     &parts,
