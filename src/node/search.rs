@@ -46,6 +46,17 @@ pub fn migration() -> String {
     )
 }
 
+/// Index settings applied at every start (FTS5 keeps them in its own config table, so this
+/// also reaches stores indexed before it): no merge triggered by deletions. With FTS5's
+/// default (`deletemerge` at 10 %), the commit that deletes a tenth of a level's rows merges
+/// that level there and then, reading every deleted entry, and its work bound counts only
+/// the pages it writes. Retention deletes the oldest rows, which sit in the largest
+/// segments, so such a commit held the store writer 100-480 ms, and every send queued
+/// behind it waited as long. Without it, deleted entries leave the index when the ordinary
+/// merges (as inserts flush) take in their segments, and queries skip them until then.
+pub const INDEX_SETTINGS: &str =
+    "INSERT INTO messages_fts(messages_fts, rank) VALUES('deletemerge', 0);";
+
 /// Longest query accepted, in bytes: longer input is not a search a person or an LLM means.
 pub const MAX_QUERY_BYTES: usize = 1000;
 /// Most terms (words, prefixes, phrases, exclusions) in one query.

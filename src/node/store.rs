@@ -569,6 +569,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         }
     }
     enable_incremental_vacuum(conn);
+    conn.execute_batch(super::search::INDEX_SETTINGS)?;
     Ok(())
 }
 
@@ -1240,6 +1241,9 @@ pub const MESSAGE_COLUMNS: &str = "message_id, direction, peer_id, sender, role,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::retention::CHUNK;
+    use serde_json::json;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn writes_survive_reopen_and_migrations_are_idempotent() {
@@ -1285,6 +1289,90 @@ mod tests {
         WriteOp::InsertMessage(Box::new(row), Some(Arc::from(text)))
     }
 
+    /// A retention step over the rows `after..=up_to` with nothing to keep.
+    fn range_step(after: i64, up_to: i64, budget: Duration) -> PruneStep {
+        PruneStep {
+            after,
+            up_to,
+            keep_outbound_above: i64::MAX,
+            open_tasks: "[]".into(),
+            trim_events: false,
+            from_peer: None,
+            budget,
+        }
+    }
+
+    /// Runs a prune step. The checkpointer may hold the database for a moment: retention
+    /// takes the step again then, and so does this.
+    async fn prune(store: &Store, step: PruneStep) -> PruneOutcome {
+        for _ in 0..100 {
+            match store.prune(step.clone()).await {
+                Ok(out) => return out,
+                Err(e) if e.message.contains("locked") => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        panic!("the database stayed locked")
+    }
+
+    /// A prune step holds the writer for its budget, not for a fixed number of rows: with
+    /// none it deletes one chunk and gives back one page (so a pass always moves on); with
+    /// room it deletes its whole window and empties the free list in one step (the vacuum
+    /// runs to its end, where a single step of the pragma gave back one page). What it
+    /// deletes leaves the search index, and deletions never make the index merge on the spot.
+    #[tokio::test]
+    async fn a_prune_step_works_in_chunks_for_its_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("node.db")).unwrap();
+        let words = "prunable ".repeat(200);
+        for i in 0..200 {
+            let frame = json!({"parts": [{"type": "text", "text": format!("{words}{i}")}]});
+            store.write(inbound(
+                &format!("m{i}"),
+                "peer_a",
+                &frame.to_string(),
+                "inbound",
+            ));
+        }
+        store.flush().await.unwrap();
+        let matching = || {
+            store.read(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'prunable'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+        };
+        assert_eq!(matching().await.unwrap(), 200);
+
+        let out = prune(&store, range_step(0, 200, Duration::ZERO)).await;
+        assert_eq!(out.examined_to, CHUNK);
+        assert_eq!(out.deleted, CHUNK as u64);
+        assert_eq!(out.vacuumed, 1, "{out:?}");
+        assert!(out.freelist > 0, "{out:?}");
+
+        let out = prune(&store, range_step(CHUNK, 200, Duration::from_secs(600))).await;
+        assert_eq!(out.examined_to, 200);
+        assert_eq!(out.deleted, 200 - CHUNK as u64);
+        assert_eq!(out.freelist, 0, "{out:?}");
+        assert!(out.vacuumed > 1, "{out:?}");
+        assert_eq!(matching().await.unwrap(), 0);
+        let deletemerge = store
+            .read(|c| {
+                c.query_row(
+                    "SELECT v FROM messages_fts_config WHERE k = 'deletemerge'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(deletemerge, 0);
+    }
+
     /// What `--peer-max-store-mb` counts: the bytes of inbound frames per peer, kept in step
     /// with inserts (a repeat ignored by the unique index adds nothing) and prunes, persisted
     /// across a restart, and seeded from the messages when an older store is migrated.
@@ -1322,24 +1410,7 @@ mod tests {
             (a1.len() + a2.len()) as u64
         );
         assert_eq!(store.stored_bytes().get("peer_b"), a2.len() as u64);
-        let step = PruneStep {
-            after: 0,
-            up_to: 2,
-            keep_outbound_above: i64::MAX,
-            open_tasks: "[]".into(),
-            trim_events: false,
-            from_peer: None,
-        };
-        // The checkpointer may hold the database for a moment (retention retries the same way).
-        let mut tries = 0;
-        let out = loop {
-            match store.prune(step.clone()).await {
-                Ok(out) => break out,
-                Err(e) if e.message.contains("locked") && tries < 100 => tries += 1,
-                Err(e) => panic!("{e:?}"),
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        };
+        let out = prune(&store, range_step(0, 2, Duration::from_secs(600))).await;
         assert_eq!(out.deleted, 2);
         assert_eq!(store.stored_bytes().get("peer_a"), 0);
         assert_eq!(store.stored_bytes().get("peer_b"), a2.len() as u64);
