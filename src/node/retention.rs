@@ -31,15 +31,20 @@ use super::error::{NodeError, NodeResult};
 
 /// Most rows one prune step examines (and so deletes).
 pub const WINDOW: i64 = 256;
-/// Rows one delete statement examines. A step deletes chunk after chunk until its budget is
-/// spent, so it holds the writer about [`STEP_BUDGET`] on any machine instead of a fixed
-/// number of rows (a whole window of 256 took 7-11 ms typically on the project's test machine,
+/// Rows the first delete statement of a step examines; the next ones are sized to the budget
+/// left ([`next_chunk`]). A step deletes until its budget is spent, so it holds the writer
+/// about [`STEP_BUDGET`] on any machine instead of for a fixed number of rows (a whole window of 256 took 7-11 ms typically on the project's test machine,
 /// most of it removing the rows from the search index).
 pub const CHUNK: i64 = 4;
 /// Writer time after which a step starts no further chunk and gives back no further page:
 /// well under the single-connection p99 of a send, so a send that queues behind a step does
 /// not land in the tail.
 pub const STEP_BUDGET: Duration = Duration::from_millis(1);
+/// A step's budget while the size limit presses: sends are refused (507) until there is
+/// room, so making room quickly counts more than a millisecond of latency, and longer steps
+/// remove more rows per unit of writer time (each step has a fixed cost: its commit, its
+/// pragmas).
+pub const PRESSED_BUDGET: Duration = Duration::from_millis(8);
 /// Most free pages one step gives back to the filesystem.
 pub const VACUUM_PAGES: i64 = 1024;
 /// How often retention runs a pass when nothing presses (age and count limits).
@@ -289,6 +294,17 @@ pub struct PruneOutcome {
     pub freed_by_peer: std::collections::HashMap<String, u64>,
 }
 
+/// The size of a step's next delete statement: what is left of its budget at the pace of
+/// the rows done so far (so a step is a few statements, not one per [`CHUNK`]), growing at
+/// most fourfold from the last one (a first chunk that happened to be cheap must not commit
+/// the step to a window's worth); `None` once the budget is spent.
+fn next_chunk(started: std::time::Instant, budget: Duration, done: i64, last: i64) -> Option<i64> {
+    let took = started.elapsed();
+    let left = budget.checked_sub(took).filter(|left| !left.is_zero())?;
+    let pace = done as f64 / took.as_secs_f64().max(1e-6);
+    Some(((left.as_secs_f64() * pace) as i64).clamp(CHUNK, last.saturating_mul(4).min(WINDOW)))
+}
+
 /// Runs one step inside the writer's transaction: deletes chunk after chunk, then gives free
 /// pages back, until the rows or pages run out or the step has held the writer for
 /// `step.budget` (it always does one chunk and one page, so every step makes progress).
@@ -320,13 +336,19 @@ pub(crate) fn prune_step(
                  ORDER BY received_at LIMIT ?3)
               {RETURNING}"
         ))?;
+        let mut chunk = CHUNK;
         loop {
+            let limit = chunk.min(WINDOW - rows.len() as i64);
             let before = rows.len();
-            for r in stmt.query_map(rusqlite::params![peer, step.open_tasks, CHUNK], row)? {
+            for r in stmt.query_map(rusqlite::params![peer, step.open_tasks, limit], row)? {
                 rows.push(r?);
             }
-            if rows.len() - before < CHUNK as usize || rows.len() >= WINDOW as usize || spent() {
+            if ((rows.len() - before) as i64) < limit || rows.len() as i64 >= WINDOW {
                 break;
+            }
+            match next_chunk(started, step.budget, rows.len() as i64, chunk) {
+                Some(next) => chunk = next,
+                None => break,
             }
         }
     } else if end > step.after {
@@ -338,8 +360,9 @@ pub(crate) fn prune_step(
                 AND (task_id IS NULL OR task_id NOT IN (SELECT value FROM json_each(?4)))
               {RETURNING}"
         ))?;
+        let mut chunk = CHUNK;
         while out.examined_to < end {
-            let to = end.min(out.examined_to.saturating_add(CHUNK));
+            let to = end.min(out.examined_to.saturating_add(chunk));
             let params = rusqlite::params![
                 out.examined_to,
                 to,
@@ -350,8 +373,9 @@ pub(crate) fn prune_step(
                 rows.push(r?);
             }
             out.examined_to = to;
-            if spent() {
-                break;
+            match next_chunk(started, step.budget, out.examined_to - step.after, chunk) {
+                Some(next) => chunk = next,
+                None => break,
             }
         }
     }
@@ -700,7 +724,11 @@ impl Node {
                     open_tasks,
                     trim_events: pressing,
                     from_peer: None,
-                    budget: STEP_BUDGET,
+                    budget: if pressing {
+                        PRESSED_BUDGET
+                    } else {
+                        STEP_BUDGET
+                    },
                 })
                 .await?;
             removed += out.deleted;
@@ -767,6 +795,24 @@ impl Node {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A step's chunks follow its budget: none once it is spent, and otherwise what is left
+    /// at the pace so far, but never below [`CHUNK`], above [`WINDOW`], or more than four
+    /// times the last chunk.
+    #[test]
+    fn the_next_chunk_fits_what_is_left_of_the_budget() {
+        let started = std::time::Instant::now() - Duration::from_secs(1);
+        assert_eq!(next_chunk(started, Duration::ZERO, 4, 4), None);
+        assert_eq!(next_chunk(started, Duration::from_millis(500), 4, 4), None);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(next_chunk(started, hour, 4, 4), Some(16));
+        assert_eq!(next_chunk(started, hour, 1000, 100), Some(WINDOW));
+        // One row a second so far, under two seconds left: the smallest chunk.
+        assert_eq!(
+            next_chunk(started, Duration::from_secs(2), 1, 64),
+            Some(CHUNK)
+        );
+    }
 
     #[test]
     fn a_patch_changes_only_what_it_names() {
