@@ -5,7 +5,8 @@
 //! connection, which messages are past them (oldest first, by insertion order) and sends the
 //! store writer small bounded steps ([`PruneStep`]): each deletes at most [`WINDOW`]
 //! consecutive rows and gives back up to [`VACUUM_PAGES`] free pages to the filesystem
-//! (incremental vacuum), and stops early once it has held the writer for [`STEP_BUDGET`]. A
+//! (incremental vacuum), and stops early once it has held the writer for its budget
+//! ([`STEP_BUDGET`], or [`PRESSED_BUDGET`] while the size limit presses). A
 //! step runs in a transaction of its own after the writer has committed and answered the
 //! batch before it, so normal writes interleave with it and a send waits behind at most one
 //! short step.
@@ -33,8 +34,9 @@ use super::error::{NodeError, NodeResult};
 pub const WINDOW: i64 = 256;
 /// Rows the first delete statement of a step examines; the next ones are sized to the budget
 /// left ([`next_chunk`]). A step deletes until its budget is spent, so it holds the writer
-/// about [`STEP_BUDGET`] on any machine instead of for a fixed number of rows (a whole window of 256 took 7-11 ms typically on the project's test machine,
-/// most of it removing the rows from the search index).
+/// about [`STEP_BUDGET`] on any machine instead of for a fixed number of rows (a whole
+/// window of 256 took 7-11 ms typically on the project's test machine, most of it removing
+/// the rows from the search index).
 pub const CHUNK: i64 = 4;
 /// Writer time after which a step starts no further chunk and gives back no further page:
 /// well under the single-connection p99 of a send, so a send that queues behind a step does
